@@ -1,0 +1,363 @@
+"""CustobarStream: everything the four Custobar streams share."""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+from functools import cached_property
+from urllib.parse import urlsplit
+
+import backoff
+import msgspec
+import requests
+from singer_sdk import RESTStream, SchemaDirectory, StreamSchema
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.streams.rest import HTTPRequest, PageContext
+
+from tap_custobar import schemas
+from tap_custobar.datetimes import normalize_datetime, parse_instant
+from tap_custobar.http import TokenAuth, custobar_reason, retry_after_seconds
+from tap_custobar.pagination import NextUrlPaginator
+from tap_custobar.settings import filter_query_value
+
+if t.TYPE_CHECKING:
+    import datetime as dt
+
+    from singer_sdk.helpers.types import Context, Record
+
+    from tap_custobar.settings import Settings
+    from tap_custobar.tap import TapCustobar
+
+SCHEMAS_DIR = SchemaDirectory(schemas)
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_CAP_SECONDS = 300.0
+SKIPPED_POSITIONS_REPORTED = 5
+_RETRIED_EXCEPTIONS = (
+    RetriableAPIError,
+    ConnectionResetError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+
+
+class CustobarStream(RESTStream[t.Optional[str]]):
+    """One Custobar data API resource: `/api/data/<name>/` answering `{"<name>": [...]}`."""
+
+    schema = StreamSchema(SCHEMAS_DIR)
+    _LOG_REQUEST_METRIC_URLS = False  # URLs can carry filter values (customer data)
+
+    def __init__(self, tap: TapCustobar, **kwargs: t.Any) -> None:
+        super().__init__(tap, **kwargs)
+        self._seen_next_urls: set[str] = set()
+        self._position = (0, 0)
+        self._skipped = 0
+        self._skipped_positions: list[str] = []
+        self._bad_datetimes: set[str] = set()
+
+    # --- settings and request basics -------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        return self._tap.settings  # type: ignore[attr-defined]
+
+    @property
+    def url_base(self) -> str:
+        return self.settings.base_url
+
+    @property
+    def path(self) -> str:  # type: ignore[override]
+        return f"/api/data/{self.name}/"
+
+    @property
+    def records_key(self) -> str:
+        return self.name
+
+    @property
+    def requests_session(self) -> requests.Session:
+        # One session for the tap, so pacing spans all streams.
+        return self._tap.session  # type: ignore[attr-defined, no-any-return]
+
+    @cached_property
+    def authenticator(self) -> TokenAuth:
+        return TokenAuth(self.config.get("auth_scheme") or "Token", self.config["api_token"])
+
+    @property
+    def http_headers(self) -> dict:
+        return {"User-Agent": self.user_agent, "Accept": "application/json"}
+
+    @property
+    def user_agent(self) -> str:  # type: ignore[override]
+        return str(self.config.get("user_agent") or self._tap.default_user_agent)  # type: ignore[attr-defined]
+
+    @property
+    def timeout(self) -> float:  # type: ignore[override]
+        return float(self.config.get("request_timeout", 300))
+
+    @cached_property
+    def datetime_fields(self) -> tuple[str, ...]:
+        return tuple(
+            name
+            for name, prop in self.schema.get("properties", {}).items()
+            if prop.get("format") == "date-time"
+        )
+
+    def get_new_paginator(self) -> NextUrlPaginator:
+        return NextUrlPaginator(self.settings.origin, self._seen_next_urls)
+
+    def get_http_request(self, *, page: PageContext) -> HTTPRequest:
+        request = super().get_http_request(page=page)
+        if page.next_page_token:
+            # next_url carries the whole query (Custobar's cursor); send it unchanged.
+            request.url, request.params = page.next_page_token, {}
+            return request
+        params: dict[str, t.Any] = {"limit": self.config.get("page_size", 10000)}
+        for name, value in self.settings.filters.get(self.name, {}).items():
+            params[name] = filter_query_value(value)
+        if fields := self.requested_fields():
+            params["fields"] = ",".join(fields)
+        params.update(self.query_params(page.stream_context))
+        request.params = params
+        request.safe_query_chars = ",:+"
+        return request
+
+    def query_params(self, context: Context | None) -> dict[str, t.Any]:
+        """Stream-specific parameters of a first page (filters the tap drives)."""
+        return {}
+
+    def requested_fields(self) -> list[str] | None:
+        """`fields=` for a narrowed catalog: the selected properties plus the keys."""
+        properties = list(self.schema.get("properties", {}))
+        selected = [p for p in properties if self.mask.get(("properties", p), True)]
+        if len(selected) == len(properties):
+            return None
+        keys = set(self.primary_keys or ()) | ({self.replication_key} if self.replication_key else set())
+        return [p for p in properties if p in keys or p in selected]
+
+    # --- responses: one parse, inside the retried path -------------------------------
+
+    def validate_response(self, response: requests.Response) -> None:
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise RetriableAPIError(self.response_error_message(response), response)
+        if status in (401, 403):
+            raise FatalAPIError(
+                f"{self.name}: {status} {response.reason} from {self.path}. Check `api_token` "
+                f"and `auth_scheme` ({self.config.get('auth_scheme', 'Token')}): the token needs "
+                f"the scope GET {self.path}. Custobar said: {custobar_reason(response) or '-'}"
+            )
+        if status == 404:
+            raise FatalAPIError(
+                f"{self.name}: 404 Not Found for {self.path} on {self.settings.origin}. Check "
+                "`company` / `base_url`: they must point at your Custobar instance's root."
+            )
+        if status >= 300:
+            raise FatalAPIError(
+                f"{self.name}: {status} {response.reason} for {self.path}. Custobar said: "
+                f"{custobar_reason(response) or '-'}"
+            )
+        self.parse_payload(response)
+
+    def parse_payload(self, response: requests.Response) -> None:
+        """Decode the body once and keep it on the response for records and next_url."""
+        try:
+            payload = msgspec.json.decode(response.content)
+        except msgspec.DecodeError as exc:
+            content_type = response.headers.get("Content-Type", "unknown")
+            raise RetriableAPIError(
+                f"{self.name}: unreadable response body from {self.path} (content type "
+                f"{content_type}, {len(response.content)} bytes: {exc.__class__.__name__})",
+                response,
+            ) from None
+        if not isinstance(payload, dict) or not isinstance(payload.get(self.records_key), list):
+            raise RetriableAPIError(
+                f"{self.name}: a {response.status_code} response from {self.path} without "
+                f"the '{self.records_key}' list",
+                response,
+            )
+        response.custobar_payload = payload  # type: ignore[attr-defined]
+
+    def response_error_message(self, response: requests.Response) -> str:
+        # Not the SDK's default: that one includes the whole body, which can hold customer data.
+        reason = custobar_reason(response)
+        message = f"{self.name}: {response.status_code} {response.reason} from {self.path}"
+        return f"{message}: {reason}" if reason else message
+
+    def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
+        return response.custobar_payload[self.records_key]  # type: ignore[attr-defined, no-any-return]
+
+    # --- retries ----------------------------------------------------------------------
+
+    def request_decorator(self, func: t.Callable) -> t.Callable:
+        # The SDK hands backoff its logger, which prints the full URL (query = filter values).
+        return backoff.on_exception(
+            self.backoff_wait_generator,
+            _RETRIED_EXCEPTIONS,
+            max_tries=self.backoff_max_tries,
+            on_backoff=self.backoff_handler,
+            jitter=self.backoff_jitter,
+            logger=None,
+        )(func)
+
+    def backoff_max_tries(self) -> int:
+        return int(self.config.get("max_retries", 8)) + 1
+
+    def backoff_wait_generator(self) -> t.Generator[float, t.Any, None]:  # type: ignore[override]
+        attempt = 0
+        exception = yield  # type: ignore[misc]
+        while True:
+            delay = retry_after_seconds(getattr(exception, "response", None))
+            if delay is None:
+                delay = min(BACKOFF_BASE_SECONDS * 2**attempt, BACKOFF_CAP_SECONDS)
+            attempt += 1
+            exception = yield delay
+
+    def backoff_jitter(self, value: float) -> float:
+        return value  # waits are already spread by doubling, and Retry-After is exact
+
+    def backoff_handler(self, details: t.Any) -> None:
+        self.logger.warning(
+            "%s: %s; retry %d of %d in %.1f s",
+            self.name,
+            describe_failure(details.get("exception"), self.path),
+            details.get("tries", 0),
+            self.backoff_max_tries() - 1,
+            details.get("wait", 0.0),
+        )
+
+    # --- the paging loop --------------------------------------------------------------
+
+    def request_records(self, context: Context | None) -> t.Iterable[dict]:
+        """Page through one query.
+
+        Replaces the SDK loop to add what Custobar syncs need: a progress line and a STATE
+        message after every page (never ahead of what was emitted), empty pages that carry
+        a next_url, and failure messages that name the stream and path but no query or body.
+        """
+        paginator = self.get_new_paginator()
+        send = self.request_decorator(self._request)
+        label = self.partition_label(context)
+        emitted = 0
+        with self.get_http_request_counter() as request_counter:
+            request_counter.with_context(context)
+            while not paginator.finished:
+                prepared = self._prepare_request(context=context, page=paginator)
+                try:
+                    response = send(prepared, context)
+                except _RETRIED_EXCEPTIONS as exc:
+                    raise FatalAPIError(
+                        f"{self.name}: giving up after {self.backoff_max_tries()} tries: "
+                        f"{describe_failure(exc, self.path)}"
+                    ) from None
+                request_counter.increment()
+                page_number = paginator.count + 1
+                for index, record in enumerate(self.parse_response(response)):
+                    self._position = (page_number, index)
+                    yield record
+                emitted += len(response.custobar_payload[self.records_key])  # type: ignore[attr-defined]
+                self.logger.info(
+                    "%s%s: page %d done, %d records so far", self.name, label, page_number, emitted
+                )
+                paginator.advance(response)
+                self._write_state_message()
+
+    def partition_label(self, context: Context | None) -> str:
+        return ""
+
+    # --- records ----------------------------------------------------------------------
+
+    def post_process(self, row: Record, context: Context | None = None) -> Record | None:
+        zone = self.settings.zone
+        for name in self.datetime_fields:
+            value = row.get(name)
+            if isinstance(value, str):
+                try:
+                    row[name] = normalize_datetime(value, zone)
+                except ValueError:
+                    if name == self.replication_key:
+                        return self.skip(f"{name} is not a date-time")
+                    if name not in self._bad_datetimes:
+                        self._bad_datetimes.add(name)
+                        self.logger.warning(
+                            "%s: field %s holds a value that is not an ISO date-time; "
+                            "passing it through unchanged", self.name, name,
+                        )
+        for key in (*self.primary_keys, *((self.replication_key,) if self.replication_key else ())):
+            if row.get(key) in (None, ""):
+                return self.skip(f"missing {key}")
+        return row
+
+    def skip(self, why: str) -> None:
+        """Count a record that cannot be loaded or bookmarked (reported at the end)."""
+        self._skipped += 1
+        if len(self._skipped_positions) < SKIPPED_POSITIONS_REPORTED:
+            page, index = self._position
+            self._skipped_positions.append(f"page {page} record {index + 1} ({why})")
+        return None
+
+    def report_skipped(self) -> None:
+        if self._skipped:
+            self.logger.warning(
+                "%s: skipped %d record(s) without their key or replication key; first: %s",
+                self.name,
+                self._skipped,
+                "; ".join(self._skipped_positions),
+            )
+
+    # --- bookmarks --------------------------------------------------------------------
+
+    def _increment_stream_state(self, latest_record: Record, *, context: Context | None = None) -> None:
+        # Bookmarks compare as instants and never move back (the SDK compares strings and,
+        # with its sort check off, would overwrite the bookmark with an older value).
+        if not self.replication_key:
+            return
+        value = latest_record.get(self.replication_key)
+        if not isinstance(value, str):
+            return
+        state = self.get_context_state(context)
+        current = state.get("replication_key_value")
+        if current is None or state.get("replication_key") != self.replication_key:
+            self._set_bookmark(state, value)
+            return
+        if current == value:
+            return
+        if parse_instant(value) > parse_instant(str(current)):
+            self._set_bookmark(state, value)
+
+    def _set_bookmark(self, state: dict, value: str) -> None:
+        state["replication_key"] = self.replication_key
+        state["replication_key_value"] = value
+        self.state_manager.is_flushed = False
+
+    def bookmark(self, context: Context | None) -> dt.datetime | None:
+        """The stored bookmark of this stream or partition, as an instant."""
+        state = self.get_context_state(context)
+        value = state.get("replication_key_value")
+        if not value or state.get("replication_key") != self.replication_key:
+            return None
+        try:
+            return parse_instant(str(value))
+        except ValueError:
+            return None
+
+
+def describe_failure(exc: BaseException | None, path: str) -> str:
+    """A one-line description of a failed request: status or exception, and the path only."""
+    if isinstance(exc, RetriableAPIError) and exc.response is not None:
+        return str(exc.args[0]) if exc.args else f"{exc.response.status_code} on {path}"
+    if exc is None:
+        return f"request to {path} failed"
+    kind = {
+        requests.exceptions.ConnectTimeout: "connection timed out",
+        requests.exceptions.ReadTimeout: "read timed out",
+        requests.exceptions.ChunkedEncodingError: "connection dropped while reading the body",
+    }.get(type(exc))
+    if kind is None:
+        kind = (
+            "connection failed or was dropped"
+            if isinstance(exc, (requests.exceptions.ConnectionError, ConnectionResetError))
+            else exc.__class__.__name__
+        )
+    return f"{kind} ({exc.__class__.__name__}) on {urlsplit(path).path}"
+

@@ -1,0 +1,378 @@
+"""The tap's settings: their JSON schema and the checks JSON schema cannot express."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import typing as t
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from singer_sdk import typing as th
+
+from tap_custobar import __version__
+from tap_custobar.datetimes import get_zone, parse_bound
+
+DOCUMENTED_EVENT_TYPES = (
+    "MAIL_OPEN",
+    "MAIL_CLICK",
+    "BASKET_ADD",
+    "BROWSE",
+    "AUTOMATED_CAMPAIGN",
+    "MAIL_DEFERRED",
+    "MAIL_UNSUBSCRIBE",
+    "MAIL_BLOCKED",
+)
+
+# Filters from the API doc's tables, per stream.
+DOCUMENTED_FILTERS: dict[str, tuple[str, ...]] = {
+    "customers": (
+        "external_id", "email", "phone_number", "first_name", "last_name", "campaign_key",
+        "can_email", "can_sms", "can_post", "can_push", "city", "country", "zip_code",
+        "province",
+    ),
+    "events": ("type", "date.gte", "date.lte"),
+    "sales": (
+        "sale_external_id", "sale_date", "sale_customer_id", "sale_phone_number", "sale_email",
+        "sale_shop_id", "sale_payment_method", "sale_state", "external_id", "product_id",
+        "product_sku",
+    ),
+    "products": (
+        "external_id", "sku", "ean", "title", "brand", "category", "category_id", "type",
+        "vendor", "shop_id", "visible", "in_stock", "language", "stock.shop_id",
+        "stock.quantity.gte", "stock.quantity.lte",
+    ),
+}
+
+# Filters the tap drives itself, and the setting to use instead.
+TAP_DRIVEN_FILTERS: dict[str, dict[str, str]] = {
+    "events": {"type": "event_types", "date.gte": "start_date", "date.lte": "end_date"},
+    "sales": {"sale_date": "start_date / end_date"},
+}
+
+MAX_PAGE_SIZE = 10000
+DEFAULT_USER_AGENT = f"tap-custobar/{__version__}"
+
+CONFIG_SCHEMA = th.PropertiesList(
+    th.Property(
+        "api_token", th.StringType, required=True, secret=True, title="API token",
+        description="Custobar access token (needs GET on /api/data/<stream>/ for each "
+        "selected stream). Sent only in the Authorization header.",
+    ),
+    th.Property(
+        "company", th.StringType, title="Company",
+        description="Tenant subdomain: the API root is https://<company>.custobar.com.",
+    ),
+    th.Property(
+        "base_url", th.StringType, title="Base URL",
+        description="Root URL of the instance (custom domain or the sandbox). Wins over "
+        "`company` when both are set. Plain http:// only for loopback hosts.",
+    ),
+    th.Property(
+        "auth_scheme", th.StringType, default="Token", allowed_values=["Token", "Bearer"],
+        title="Auth scheme", description="Authorization scheme: `Token <token>` (data API "
+        "doc) or `Bearer <token>` (newer docs).",
+    ),
+    th.Property(
+        "start_date", th.StringType, title="Start date",
+        description="Earliest event `date` / `sale_date` to extract when there is no "
+        "bookmark (inclusive). A date or date-time; without offset it is read in "
+        "`api_timezone`.",
+    ),
+    th.Property(
+        "end_date", th.StringType, title="End date",
+        description="Latest event `date` / `sale_date` to extract (inclusive). Splits a "
+        "backfill into windows.",
+    ),
+    th.Property(
+        "event_types", th.ArrayType(th.StringType), default=list(DOCUMENTED_EVENT_TYPES),
+        title="Event types",
+        description="Event types to extract; each is one partition of `events` with its "
+        "own bookmark.",
+    ),
+    th.Property(
+        "lookback_days", th.IntegerType, default=1, title="Lookback days",
+        description="Incremental reads restart this many whole days before the bookmark's "
+        "day, to pick up late-arriving rows (re-read rows are re-emitted).",
+    ),
+    th.Property(
+        "filters", th.ObjectType(additional_properties=True), default={}, title="Filters",
+        description="Server-side filters per stream, e.g. "
+        '{"products": {"visible": true}, "sales": {"sale_shop_id": "1"}}.',
+    ),
+    th.Property(
+        "page_size", th.IntegerType, default=MAX_PAGE_SIZE, title="Page size",
+        description="Records per request (the `limit` parameter), 1-10000.",
+    ),
+    th.Property(
+        "min_request_interval", th.NumberType, default=1.0, title="Minimum request interval",
+        description="Minimum seconds between the starts of two requests; 0 disables pacing.",
+    ),
+    th.Property(
+        "request_timeout", th.NumberType, default=300, title="Request timeout",
+        description="Per-request timeout in seconds.",
+    ),
+    th.Property(
+        "max_retries", th.IntegerType, default=8, title="Max retries",
+        description="Retries (after the first try) for 429, 5xx, timeouts, dropped "
+        "connections and unreadable bodies; waits double each time and honour Retry-After.",
+    ),
+    th.Property(
+        "discover_custom_fields", th.BooleanType, default=True,
+        title="Discover custom fields",
+        description="Discovery asks the tenant which fields its data has and adds the ones "
+        "the built-in schema lacks, with inferred types.",
+    ),
+    th.Property(
+        "api_timezone", th.StringType, default="UTC", title="API timezone",
+        description="IANA zone in which Custobar datetimes without an offset are read.",
+    ),
+    th.Property(
+        "user_agent", th.StringType, default=DEFAULT_USER_AGENT, title="User agent",
+        description="Sent as the User-Agent header.",
+    ),
+    th.Property(
+        "emit_activate_version_messages", th.BooleanType, default=True,
+        title="Emit ACTIVATE_VERSION",
+        description="Full-table streams (customers, products) emit ACTIVATE_VERSION so the "
+        "target removes rows that no longer exist in Custobar.",
+    ),
+).to_dict()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings in the shapes the streams use."""
+
+    origin: str  # scheme://host[:port], normalised
+    base_url: str
+    zone: dt.tzinfo
+    start: dt.datetime | None  # inclusive lower bound
+    end: dt.datetime | None  # exclusive upper bound (one microsecond past end_date)
+    event_types: tuple[str, ...]
+    filters: dict[str, dict[str, t.Any]]
+
+
+def normalize_origin(url: str) -> str:
+    """`scheme://host[:port]` with the host lower-cased and default ports dropped."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    port = parts.port
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or (scheme, port) in {("http", 80), ("https", 443)}:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses."""
+    if host.lower() in {"localhost", "localhost."} or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_settings(config: t.Mapping[str, t.Any]) -> tuple[Settings | None, list[str]]:
+    """Validate what the JSON schema cannot; return the settings or the error list."""
+    errors: list[str] = []
+    base_url = _check_base_url(config, errors)
+    zone = _check_zone(config, errors)
+    start, end = _check_dates(config, zone, errors)
+    _check_numbers(config, errors)
+    event_types = _check_event_types(config, errors)
+    filters = _check_filters(config, errors)
+    if not str(config.get("api_token") or "").strip():
+        errors.append("api_token: the Custobar API token is missing or empty.")
+    if errors or base_url is None:
+        return None, errors
+    return Settings(
+        origin=normalize_origin(base_url),
+        base_url=base_url,
+        zone=zone,
+        start=start,
+        end=end,
+        event_types=event_types,
+        filters=filters,
+    ), errors
+
+
+def resolve_base_url(config: t.Mapping[str, t.Any]) -> str | None:
+    """The API root from `base_url` or `company`."""
+    if config.get("base_url"):
+        return str(config["base_url"]).rstrip("/")
+    if config.get("company"):
+        return f"https://{config['company']}.custobar.com"
+    return None
+
+
+def _check_base_url(config: t.Mapping[str, t.Any], errors: list[str]) -> str | None:
+    company = config.get("company")
+    if company and not config.get("base_url"):
+        label = str(company)
+        if not label.replace("-", "").isalnum() or label.startswith("-"):
+            errors.append(
+                f"company: {label!r} is not a valid subdomain (letters, digits and '-' only)."
+            )
+            return None
+    base_url = resolve_base_url(config)
+    if base_url is None:
+        errors.append(
+            "company / base_url: set `company` (your Custobar subdomain) or `base_url`."
+        )
+        return None
+    parts = urlsplit(base_url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        errors.append(f"base_url: {base_url!r} has an invalid port.")
+        return None
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        errors.append(f"base_url: {base_url!r} is not an http(s) URL with a host.")
+        return None
+    if parts.query or parts.fragment:
+        errors.append("base_url: must not carry a query string or fragment.")
+        return None
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        errors.append(
+            f"base_url: plain http:// is refused for {parts.hostname} (the token would "
+            "travel unencrypted); use https://, or http:// only for a loopback host."
+        )
+        return None
+    return base_url
+
+
+def _check_zone(config: t.Mapping[str, t.Any], errors: list[str]) -> dt.tzinfo:
+    name = str(config.get("api_timezone") or "UTC")
+    try:
+        return get_zone(name)
+    except KeyError:
+        errors.append(f"api_timezone: {name!r} is not a known IANA time zone name.")
+        return dt.timezone.utc
+
+
+def _check_dates(
+    config: t.Mapping[str, t.Any], zone: dt.tzinfo, errors: list[str]
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    start = end = None
+    if config.get("start_date"):
+        try:
+            start, _ = parse_bound(str(config["start_date"]), zone)
+        except ValueError:
+            errors.append(
+                f"start_date: {config['start_date']!r} is not an ISO 8601 date or date-time."
+            )
+    if config.get("end_date"):
+        try:
+            end_value, is_date = parse_bound(str(config["end_date"]), zone)
+            if is_date:  # a bare end date includes that whole day in api_timezone
+                local_day = dt.date.fromisoformat(str(config["end_date"]).strip())
+                next_day = dt.datetime.combine(local_day + dt.timedelta(days=1), dt.time())
+                end = next_day.replace(tzinfo=zone).astimezone(dt.timezone.utc)
+            else:
+                end = end_value + dt.timedelta(microseconds=1)
+        except ValueError:
+            errors.append(
+                f"end_date: {config['end_date']!r} is not an ISO 8601 date or date-time."
+            )
+    if start is not None and end is not None and end <= start:
+        errors.append(
+            f"end_date: {config['end_date']!r} is before start_date {config['start_date']!r}."
+        )
+    return start, end
+
+
+def _check_numbers(config: t.Mapping[str, t.Any], errors: list[str]) -> None:
+    limits: dict[str, tuple[float, float | None, type]] = {
+        "page_size": (1, MAX_PAGE_SIZE, int),
+        "lookback_days": (0, None, int),
+        "max_retries": (0, 100, int),
+        "min_request_interval": (0, None, float),
+        "request_timeout": (0.001, None, float),
+    }
+    for name, (low, high, kind) in limits.items():
+        value = config.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            kind is int and not float(value).is_integer()
+        ):
+            errors.append(f"{name}: {value!r} is not a{'n integer' if kind is int else ' number'}.")
+            continue
+        if value < low or (high is not None and value > high):
+            upper = f" and at most {high:g}" if high is not None else ""
+            errors.append(f"{name}: {value!r} is out of range (at least {low:g}{upper}).")
+
+
+def _check_event_types(config: t.Mapping[str, t.Any], errors: list[str]) -> tuple[str, ...]:
+    types = config.get("event_types")
+    if types is None:
+        return DOCUMENTED_EVENT_TYPES
+    if not isinstance(types, (list, tuple)) or not all(
+        isinstance(name, str) and name.strip() for name in types
+    ):
+        errors.append("event_types: must be a list of event type names.")
+        return ()
+    if len(set(types)) != len(types):
+        errors.append("event_types: lists a type more than once.")
+    return tuple(types)
+
+
+def undocumented_event_types(types: t.Iterable[str]) -> list[str]:
+    """Configured types the API doc does not list (accepted, with a warning)."""
+    return [name for name in types if name not in DOCUMENTED_EVENT_TYPES]
+
+
+def _check_filters(
+    config: t.Mapping[str, t.Any], errors: list[str]
+) -> dict[str, dict[str, t.Any]]:
+    filters = config.get("filters") or {}
+    if not isinstance(filters, dict):
+        errors.append("filters: must be an object of stream name -> {filter: value}.")
+        return {}
+    checked: dict[str, dict[str, t.Any]] = {}
+    for stream, stream_filters in filters.items():
+        if stream not in DOCUMENTED_FILTERS:
+            errors.append(
+                f"filters: unknown stream {stream!r}; valid streams are "
+                f"{', '.join(sorted(DOCUMENTED_FILTERS))}."
+            )
+            continue
+        if not isinstance(stream_filters, dict):
+            errors.append(f"filters.{stream}: must be an object of filter -> value.")
+            continue
+        for name, value in stream_filters.items():
+            message = _filter_error(stream, name, value)
+            if message:
+                errors.append(message)
+        checked[stream] = dict(stream_filters)
+    return checked
+
+
+def _filter_error(stream: str, name: str, value: t.Any) -> str | None:
+    driven = TAP_DRIVEN_FILTERS.get(stream, {})
+    if name in driven:
+        return (
+            f"filters.{stream}: {name!r} is set by the tap itself; use the "
+            f"`{driven[name]}` setting instead."
+        )
+    is_custom = "__" in name and not name.startswith("__") and not name.endswith("__")
+    if name not in DOCUMENTED_FILTERS[stream] and not is_custom:
+        valid = [f for f in DOCUMENTED_FILTERS[stream] if f not in driven]
+        return (
+            f"filters.{stream}: unknown filter {name!r}; valid filters are "
+            f"{', '.join(valid)} or a custom field <company>__<name>."
+        )
+    if isinstance(value, (dict, list)) or value is None:
+        return f"filters.{stream}.{name}: the value must be a string, number or boolean."
+    return None
+
+
+def filter_query_value(value: t.Any) -> str:
+    """A filter value as Custobar expects it in the query string."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

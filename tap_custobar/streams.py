@@ -1,0 +1,150 @@
+"""The four Custobar streams: each declares only what makes it different."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import typing as t
+
+from tap_custobar.client import CustobarStream
+from tap_custobar.datetimes import parse_instant, utc_day
+
+if t.TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context, Record
+
+ONE_DAY = dt.timedelta(days=1)
+
+
+def event_id(event: dict) -> str:
+    """SHA-256 of the event exactly as received (DESIGN §2, with its test vector)."""
+    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class CustomersStream(CustobarStream):
+    """Customers: full table, keyed by external_id."""
+
+    name = "customers"
+    primary_keys = ("external_id",)
+
+
+class ProductsStream(CustobarStream):
+    """Products: full table, keyed by external_id."""
+
+    name = "products"
+    primary_keys = ("external_id",)
+
+
+class IncrementalStream(CustobarStream):
+    """A stream read from a day onwards: the bookmark's day minus lookback, else start_date."""
+
+    is_sorted = True  # requests carry order=<replication key>
+    check_sorted = False  # an out-of-order record must not abort the run (see _increment_stream_state)
+
+    def window_start(self, context: Context | None) -> tuple[dt.date | None, bool]:
+        """First day to request, and whether it came from start_date (not a bookmark)."""
+        bookmark = self.bookmark(context)
+        if bookmark is not None:
+            lookback = int(self.config.get("lookback_days", 1))
+            return utc_day(bookmark) - dt.timedelta(days=lookback), False
+        if self.settings.start is not None:
+            return utc_day(self.settings.start), True
+        return None, False
+
+    def last_day(self) -> dt.date | None:
+        end = self.settings.end
+        return None if end is None else utc_day(end - dt.timedelta(microseconds=1))
+
+    def in_window(self, value: str, *, from_start_date: bool) -> bool:
+        instant = parse_instant(value)
+        if self.settings.end is not None and instant >= self.settings.end:
+            return False
+        return not (
+            from_start_date and self.settings.start is not None and instant < self.settings.start
+        )
+
+
+class EventsStream(IncrementalStream):
+    """Events: one partition per configured type, incremental on date."""
+
+    name = "events"
+    primary_keys = ("event_id",)
+    replication_key = "date"
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._from_start_date: dict[str, bool] = {}
+
+    @property
+    def partitions(self) -> list[dict]:
+        return [{"type": event_type} for event_type in self.settings.event_types]
+
+    def partition_label(self, context: Context | None) -> str:
+        return f" [type={context['type']}]" if context else ""
+
+    def requested_fields(self) -> list[str] | None:
+        return None  # event_id covers the whole event: never narrow the request
+
+    def query_params(self, context: Context | None) -> dict[str, t.Any]:
+        assert context is not None  # events always run per type partition
+        start, from_start_date = self.window_start(context)
+        self._from_start_date[context["type"]] = from_start_date
+        params: dict[str, t.Any] = {"type": context["type"], "order": "date"}
+        if start is not None:
+            params["date.gte"] = start.isoformat()
+        if (last := self.last_day()) is not None:
+            params["date.lte"] = last.isoformat()
+        return params
+
+    def post_process(self, row: Record, context: Context | None = None) -> Record | None:
+        row = {"event_id": event_id(row), **row}
+        record = super().post_process(row, context)
+        if record is None or context is None:
+            return record
+        from_start = self._from_start_date.get(context["type"], False)
+        return record if self.in_window(record["date"], from_start_date=from_start) else None
+
+
+class SalesStream(IncrementalStream):
+    """Sale rows: incremental on sale_date, read day by day from a starting day."""
+
+    name = "sales"
+    primary_keys = ("sale_external_id", "external_id")
+    replication_key = "sale_date"
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._day: dt.date | None = None
+        self._from_start_date = False
+
+    def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
+        start, self._from_start_date = self.window_start(context)
+        if start is None:
+            # No starting day: one pass over the whole table, oldest first.
+            self._day = None
+            yield from self.request_records(context)
+            return
+        tomorrow = dt.datetime.now(dt.timezone.utc).date() + ONE_DAY
+        last = min(filter(None, (self.last_day(), tomorrow)))
+        day = start
+        while day <= last:
+            self._day = day
+            yield from self.request_records(context)
+            day += ONE_DAY
+
+    def partition_label(self, context: Context | None) -> str:
+        return f" [sale_date={self._day.isoformat()}]" if self._day else ""
+
+    def query_params(self, context: Context | None) -> dict[str, t.Any]:
+        params: dict[str, t.Any] = {"order": "sale_date"}
+        if self._day is not None:
+            params["sale_date"] = self._day.isoformat()
+        return params
+
+    def post_process(self, row: Record, context: Context | None = None) -> Record | None:
+        record = super().post_process(row, context)
+        if record is None:
+            return None
+        return record if self.in_window(record["sale_date"], from_start_date=self._from_start_date) else None
+

@@ -1,0 +1,113 @@
+"""TapCustobar: settings, the shared HTTP session and the stream list."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import typing as t
+from functools import cached_property
+
+import click
+from singer_sdk import Tap
+from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
+
+from tap_custobar.http import CustobarSession
+from tap_custobar.settings import (
+    CONFIG_SCHEMA,
+    DEFAULT_USER_AGENT,
+    Settings,
+    check_settings,
+    undocumented_event_types,
+)
+from tap_custobar.streams import CustomersStream, EventsStream, ProductsStream, SalesStream
+
+if t.TYPE_CHECKING:
+    from singer_sdk import Stream
+
+STREAM_TYPES = (CustomersStream, EventsStream, ProductsStream, SalesStream)
+
+
+class TapCustobar(Tap):
+    """Singer tap for Custobar's data API."""
+
+    name = "tap-custobar"
+    config_jsonschema = CONFIG_SCHEMA
+    message_writer_class = MsgSpecWriter
+    default_user_agent = DEFAULT_USER_AGENT
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        errors = super()._validate_config(raise_errors=False)
+        if not errors:
+            _, errors = check_settings(self.config)
+        errors = [redact(error, self.config) for error in errors]
+        if errors and raise_errors:
+            raise ConfigValidationError(
+                "Invalid tap-custobar configuration: " + " ".join(errors),
+                errors=errors,
+                schema=self.config_jsonschema,
+            )
+        return errors
+
+    @cached_property
+    def settings(self) -> Settings:
+        settings, errors = check_settings(self.config)
+        if settings is None:
+            raise ConfigValidationError(
+                "Invalid tap-custobar configuration: " + " ".join(errors), errors=errors
+            )
+        if self.config.get("base_url") and self.config.get("company"):
+            self.logger.info("Both base_url and company are set: using base_url %s", settings.origin)
+        for name in undocumented_event_types(settings.event_types):
+            self.logger.warning(
+                "event_types: %s is not a documented Custobar event type; reading it anyway", name
+            )
+        return settings
+
+    @cached_property
+    def session(self) -> CustobarSession:
+        return CustobarSession(
+            self.settings.origin, float(self.config.get("min_request_interval", 1.0))
+        )
+
+    def discover_streams(self) -> list[Stream]:
+        return [stream_type(tap=self) for stream_type in STREAM_TYPES]
+
+    def sync_all(self) -> None:
+        _ = self.settings  # validate and log before the first request
+        try:
+            super().sync_all()
+        finally:
+            for stream in self.streams.values():
+                stream.report_skipped()  # type: ignore[attr-defined]
+
+
+def redact(text: str, config: t.Mapping[str, t.Any]) -> str:
+    """Remove the token from a message (JSON schema errors quote offending values)."""
+    token = str(config.get("api_token") or "")
+    return text.replace(token, "<redacted>") if len(token) >= 4 else text
+
+
+def main() -> None:
+    """Console entry point: a failure ends with one plain sentence on stderr, exit code 1."""
+    try:
+        TapCustobar.cli(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("tap-custobar: interrupted.", file=sys.stderr)  # noqa: T201
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+        expected = isinstance(exc, (ConfigValidationError, FatalAPIError))
+        if not expected:
+            logging.getLogger(TapCustobar.name).error("Unexpected failure", exc_info=exc)
+        message = " ".join(str(exc).split()) or exc.__class__.__name__
+        print(f"tap-custobar: error: {message}", file=sys.stderr)  # noqa: T201
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
