@@ -15,6 +15,7 @@ from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.streams.rest import HTTPRequest, PageContext
 
 from tap_custobar import schemas
+from tap_custobar.discovery import csv_header
 from tap_custobar.datetimes import normalize_datetime, parse_instant
 from tap_custobar.http import TokenAuth, custobar_reason, retry_after_seconds
 from tap_custobar.pagination import NextUrlPaginator
@@ -55,6 +56,8 @@ class CustobarStream(RESTStream[t.Optional[str]]):
         self._skipped = 0
         self._skipped_positions: list[str] = []
         self._bad_datetimes: set[str] = set()
+        self._reported_unknown: set[str] = set()
+        self._expect_json = True
 
     # --- settings and request basics -------------------------------------------------
 
@@ -157,7 +160,8 @@ class CustobarStream(RESTStream[t.Optional[str]]):
                 f"{self.name}: {status} {response.reason} for {self.path}. Custobar said: "
                 f"{custobar_reason(response) or '-'}"
             )
-        self.parse_payload(response)
+        if self._expect_json:
+            self.parse_payload(response)
 
     def parse_payload(self, response: requests.Response) -> None:
         """Decode the body once and keep it on the response for records and next_url."""
@@ -243,13 +247,7 @@ class CustobarStream(RESTStream[t.Optional[str]]):
             request_counter.with_context(context)
             while not paginator.finished:
                 prepared = self._prepare_request(context=context, page=paginator)
-                try:
-                    response = send(prepared, context)
-                except _RETRIED_EXCEPTIONS as exc:
-                    raise FatalAPIError(
-                        f"{self.name}: giving up after {self.backoff_max_tries()} tries: "
-                        f"{describe_failure(exc, self.path)}"
-                    ) from None
+                response = self.send_with_retries(send, prepared, context)
                 request_counter.increment()
                 page_number = paginator.count + 1
                 for index, record in enumerate(self.parse_response(response)):
@@ -262,12 +260,71 @@ class CustobarStream(RESTStream[t.Optional[str]]):
                 paginator.advance(response)
                 self._write_state_message()
 
+    def send_with_retries(
+        self, send: t.Callable, prepared: requests.PreparedRequest, context: Context | None
+    ) -> requests.Response:
+        """Send with retries; when they run out, fail with the stream, cause and path only."""
+        try:
+            return send(prepared, context)  # type: ignore[no-any-return]
+        except _RETRIED_EXCEPTIONS as exc:
+            raise FatalAPIError(
+                f"{self.name}: giving up after {self.backoff_max_tries()} tries: "
+                f"{describe_failure(exc, self.path)}"
+            ) from None
+
     def partition_label(self, context: Context | None) -> str:
         return ""
 
+    # --- discovery samples ------------------------------------------------------------
+
+    def discovery_contexts(self) -> list[dict | None]:
+        """The queries whose fields make up the stream (events: one per type)."""
+        return [None]
+
+    def sample(self, sample_size: int) -> tuple[list[str], list[dict]]:
+        """Field names from a one-row CSV, and a JSON sample of records, per context."""
+        names: list[str] = []
+        records: list[dict] = []
+        for context in self.discovery_contexts():
+            base = dict(context or {})
+            names.extend(csv_header(self.fetch({**base, "format": "csv", "limit": 1}).text))
+            response = self.fetch({**base, "limit": sample_size}, expect_json=True)
+            records.extend(response.custobar_payload[self.records_key])  # type: ignore[attr-defined]
+        return names, records
+
+    def fetch(self, params: dict, *, expect_json: bool = False) -> requests.Response:
+        """One request through the same pacing, retries and error mapping as a sync."""
+        prepared = self.build_prepared_request(
+            method="GET", url=self.get_url(None), params=params, headers=self.http_headers
+        )
+        self._expect_json = expect_json
+        try:
+            return self.send_with_retries(self.request_decorator(self._request), prepared, None)
+        finally:
+            self._expect_json = True
+
     # --- records ----------------------------------------------------------------------
 
+    @cached_property
+    def known_fields(self) -> frozenset[str]:
+        return frozenset(self.effective_schema.get("properties", {}))
+
+    def drop_unknown_fields(self, row: Record) -> None:
+        """Drop properties the catalog lacks, saying so once per field (not silently)."""
+        for name in sorted(row.keys() - self.known_fields):
+            del row[name]
+            if name not in self._reported_unknown:
+                self._reported_unknown.add(name)
+                self.logger.warning(
+                    "%s: field %r is in the data but not in the catalog's schema, so it is "
+                    "dropped; re-run discovery (meltano: --refresh-catalog) to add it",
+                    self.name,
+                    name,
+                )
+
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:
+        if not row.keys() <= self.known_fields:
+            self.drop_unknown_fields(row)
         zone = self.settings.zone
         for name in self.datetime_fields:
             value = row.get(name)

@@ -83,6 +83,14 @@ class EventsStream(IncrementalStream):
     def partition_label(self, context: Context | None) -> str:
         return f" [type={context['type']}]" if context else ""
 
+    def discovery_contexts(self) -> list[dict | None]:
+        return list(self.partitions)
+
+    def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
+        if not context:  # event_types is empty: the SDK still runs one context-less pass
+            return
+        yield from super().get_records(context)
+
     def requested_fields(self) -> list[str] | None:
         return None  # event_id covers the whole event: never narrow the request
 

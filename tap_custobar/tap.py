@@ -12,6 +12,8 @@ from singer_sdk import Tap
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
 
+from tap_custobar.client import CustobarStream
+from tap_custobar.discovery import extend_schema
 from tap_custobar.http import CustobarSession
 from tap_custobar.settings import (
     CONFIG_SCHEMA,
@@ -26,6 +28,7 @@ if t.TYPE_CHECKING:
     from singer_sdk import Stream
 
 STREAM_TYPES = (CustomersStream, EventsStream, ProductsStream, SalesStream)
+DISCOVERY_SAMPLE_SIZE = 500
 
 
 class TapCustobar(Tap):
@@ -70,8 +73,35 @@ class TapCustobar(Tap):
             self.settings.origin, float(self.config.get("min_request_interval", 1.0))
         )
 
+    def run_discovery(self) -> str:
+        self._discovering = True
+        return super().run_discovery()
+
     def discover_streams(self) -> list[Stream]:
-        return [stream_type(tap=self) for stream_type in STREAM_TYPES]
+        streams = [stream_type(tap=self) for stream_type in STREAM_TYPES]
+        if not getattr(self, "_discovering", False):
+            return streams  # a sync: the catalog (or the built-in schema) decides
+        if not self.config.get("discover_custom_fields", True):
+            self.logger.info("discover_custom_fields is off: the catalog has the built-in fields")
+            return streams
+        try:
+            return [self.with_custom_fields(stream) for stream in streams]
+        except Exception as exc:  # noqa: BLE001 - discovery must still produce a catalog
+            self.logger.warning(
+                "Custom-field discovery failed (%s); the catalog has the built-in fields only",
+                " ".join(str(exc).split()) or exc.__class__.__name__,
+            )
+            return [stream_type(tap=self) for stream_type in STREAM_TYPES]
+
+    def with_custom_fields(self, stream: CustobarStream) -> CustobarStream:
+        names, samples = stream.sample(DISCOVERY_SAMPLE_SIZE)
+        schema, added = extend_schema(stream.schema, names, samples)
+        if added:
+            self.logger.info(
+                "%s: discovered %d field(s) beyond the built-in schema: %s",
+                stream.name, len(added), ", ".join(added),
+            )
+        return type(stream)(tap=self, schema=schema)
 
     def sync_all(self) -> None:
         _ = self.settings  # validate and log before the first request

@@ -1,0 +1,44 @@
+"""Suite-wide guard: the API token appears in no captured stdout, stderr or log output."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.leaks import TEST_TOKEN, scanned
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    outcome = yield
+    report = outcome.get_result()
+    texts = [content for _, content in report.sections]
+    if report.longrepr is not None:
+        texts.append(str(report.longrepr))
+    scanned["texts"] += len(texts)
+    scanned["chars"] += sum(len(text) for text in texts)
+    if any(TEST_TOKEN in text for text in texts):
+        scanned["found"] = scanned.get("found", 0) + 1
+        report.outcome = "failed"
+        report.longrepr = f"{item.nodeid}: the API token appeared in captured output"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    terminalreporter.write_line(
+        f"token scan: {scanned['texts']} captured texts, {scanned['chars']} characters, "
+        f"{scanned.get('found', 0)} containing the API token"
+    )
+
+
+@pytest.fixture(scope="session")
+def dataset():  # noqa: ANN201 - tests.sandbox.Dataset
+    from tests.sandbox import generate_dataset
+
+    return generate_dataset(customers=250, products=60, sales=150, events_per_type=120, seed=1)
+
+
+@pytest.fixture
+def sandbox(dataset):  # noqa: ANN001, ANN201 - a fresh server (own records, log, faults) per test
+    from tests.sandbox import Sandbox
+
+    with Sandbox(dataset=dataset, token=TEST_TOKEN) as server:
+        yield server

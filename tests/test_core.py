@@ -1,0 +1,171 @@
+"""The tap against the sandbox over real HTTP: the SDK's standard tests and record-for-record checks."""
+
+from __future__ import annotations
+
+import atexit
+import json
+
+import pytest
+from singer_sdk.testing import SuiteConfig, get_tap_test_class
+
+from tap_custobar.tap import TapCustobar
+from tests.expected import by_key, expected_record
+from tests.harness import run_tap, run_tap_cli, sandbox_config, select_properties
+from tests.leaks import TEST_TOKEN
+from tests.sandbox import Sandbox, generate_dataset
+
+# The SDK's test class needs its config when the class is built, so this module has a
+# sandbox of its own for the standard tests, stopped when the interpreter exits.
+_STANDARD_SANDBOX = Sandbox(
+    dataset=generate_dataset(customers=120, products=30, sales=60, events_per_type=20, seed=7),
+    token=TEST_TOKEN,
+).start()
+atexit.register(_STANDARD_SANDBOX.stop)
+
+TestTapCustobarStandard = get_tap_test_class(
+    tap_class=TapCustobar,
+    config=sandbox_config(_STANDARD_SANDBOX, page_size=40),
+    suite_config=SuiteConfig(max_records_limit=150),
+    parse_env_config=False,
+)
+
+STREAMS = ("customers", "products", "sales", "events")
+
+
+def discovered_catalog(config: dict) -> dict:
+    return run_tap_cli(config, args=["--discover"]).messages[0]
+
+
+def test_every_record_arrives_exactly_once_with_its_values(sandbox) -> None:
+    config = sandbox_config(sandbox, page_size=37)
+    run = run_tap(config, catalog=discovered_catalog(config))
+    for stream in STREAMS:
+        schema = run.schemas[stream]["schema"]
+        emitted = by_key(stream, run.records[stream])  # also fails on a duplicate key
+        expected = by_key(
+            stream, (expected_record(stream, r, schema) for r in sandbox.records(stream))
+        )
+        assert emitted.keys() == expected.keys(), stream
+        assert emitted == expected, stream
+    # Integers stay integers, nested values intact, non-ASCII text unchanged.
+    products = run.records["products"]
+    assert all(isinstance(p["price"], int) for p in products if p.get("price") is not None)
+    names = {c.get("last_name") for c in run.records["customers"]} | {
+        c.get("city") for c in run.records["customers"]
+    }
+    assert any(name and not name.isascii() for name in names)
+
+
+def test_datetimes_are_emitted_in_utc_with_z(sandbox) -> None:
+    raw = {r["external_id"]: r for r in sandbox.records("customers")}
+    run = run_tap(sandbox_config(sandbox, page_size=100))
+    offsets = 0
+    for record in run.records["customers"]:
+        for field in ("date_joined", "last_login"):
+            if record.get(field) is not None:
+                assert record[field].endswith("Z")
+                source = raw[record["external_id"]][field]
+                offsets += not source.endswith("Z")
+    assert offsets > 0, "the data set should carry offsets and naive datetimes"
+
+
+@pytest.mark.parametrize(
+    "switch",
+    [None, "next_url_header_only", "relative_next_url", "empty_page_with_next", "order_ignored"],
+)
+def test_paging_variants_give_the_same_records(sandbox, switch: str | None) -> None:
+    if switch:
+        sandbox.switches = {switch}
+    run = run_tap(sandbox_config(sandbox, page_size=25, event_types=["MAIL_OPEN", "BROWSE"]))
+    for stream in ("customers", "products", "sales"):
+        assert len(by_key(stream, run.records[stream])) == len(sandbox.records(stream))
+    events = [e for e in sandbox.records("events") if e["type"] in {"MAIL_OPEN", "BROWSE"}]
+    assert len(by_key("events", run.records["events"])) == len(events)
+    pages = [r for r in sandbox.requests if r["stream"] == "customers"]
+    assert len(pages) >= len(sandbox.records("customers")) // 25
+
+
+def test_requests_carry_limit_filters_and_auth(sandbox) -> None:
+    filters = {"products": {"visible": True}, "customers": {"can_email": True, "country": "FI"}}
+    run = run_tap(sandbox_config(sandbox, page_size=10000, filters=filters, auth_scheme="Bearer"))
+    first_pages = {r["stream"]: r for r in reversed(sandbox.requests)}
+    assert first_pages["products"]["params"]["visible"] == ["true"]
+    assert first_pages["customers"]["params"]["can_email"] == ["true"]
+    assert all(int(r["params"].get("limit", ["0"])[0]) <= 10000 for r in sandbox.requests)
+    assert all(r["auth_ok"] and r["auth_scheme"] == "Bearer" for r in sandbox.requests)
+    assert all(r["user_agent"].startswith("tap-custobar/") for r in sandbox.requests)
+    assert all(p["visible"] is True for p in run.records["products"])
+    wanted = [
+        c for c in sandbox.records("customers") if c.get("can_email") is True and c.get("country") == "FI"
+    ]
+    assert {c["external_id"] for c in run.records["customers"]} == {c["external_id"] for c in wanted}
+
+
+def test_page_size_is_the_limit_sent(sandbox) -> None:
+    run_tap(sandbox_config(sandbox, page_size=33, event_types=["BROWSE"]))
+    limits = {r["params"]["limit"][0] for r in sandbox.requests if "limit" in r["params"]}
+    assert limits == {"33"}
+
+
+def test_narrowed_catalog_sends_fields_with_keys(sandbox) -> None:
+    config = sandbox_config(sandbox)
+    catalog = run_tap_cli(config, args=["--discover"]).messages[0]
+    select_properties(catalog, "sales", ["sale_total", "product_id"])
+    sandbox.clear_requests()
+    run = run_tap(config, catalog=catalog)
+    allowed = {"sale_external_id", "external_id", "sale_date", "product_id", "sale_total"}
+    sales_requests = [r for r in sandbox.requests if r["stream"] == "sales"]
+    assert sales_requests
+    assert all(set(r["params"]["fields"][0].split(",")) == allowed for r in sales_requests)
+    assert set(run.schemas["sales"]["schema"]["properties"]) == allowed
+    assert all(set(r) <= allowed for r in run.records["sales"])
+    assert set(run.records) == {"sales"}
+
+
+def test_events_never_narrow_the_request_and_drop_deselected_properties(sandbox) -> None:
+    config = sandbox_config(sandbox, event_types=["BROWSE"])
+    catalog = run_tap_cli(config, args=["--discover"]).messages[0]
+    select_properties(catalog, "events", ["event_id", "type", "date"])
+    run = run_tap(config, catalog=catalog)
+    assert all("fields" not in r["params"] for r in sandbox.requests)
+    schema = run.schemas["events"]["schema"]
+    assert set(schema["properties"]) == {"event_id", "type", "date"}
+    assert set(schema.get("required", [])) <= {"event_id", "type", "date"}
+    assert all(set(r) == {"event_id", "type", "date"} for r in run.records["events"])
+    # event_id still covers the whole event as received
+    full = run_tap(config)
+    assert {r["event_id"] for r in full.records["events"]} == {
+        r["event_id"] for r in run.records["events"]
+    }
+
+
+def test_pacing_spaces_request_starts(sandbox) -> None:
+    run_tap(sandbox_config(sandbox, page_size=100, min_request_interval=0.15, event_types=[]))
+    starts = sorted(r["t_start"] for r in sandbox.requests)
+    assert len(starts) >= 6
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert min(gaps) >= 0.14
+
+
+def test_state_is_written_after_every_page(sandbox) -> None:
+    run = run_tap(sandbox_config(sandbox, page_size=20, event_types=["MAIL_OPEN"]))
+    pages = [r for r in sandbox.requests if r["stream"] == "events"]
+    assert len(pages) >= 5
+    values = [
+        s["bookmarks"]["events"]["partitions"][0].get("replication_key_value")
+        for s in run.states
+        if s.get("bookmarks", {}).get("events", {}).get("partitions")
+    ]
+    assert len(set(values)) >= len(pages) - 1
+
+
+def test_about_and_discover_from_the_command_line(sandbox) -> None:
+    about = run_tap_cli({}, args=["--about", "--format=json"]).messages[0]
+    assert about["name"] == "tap-custobar"
+    assert {"api_token", "company", "base_url", "event_types"} <= set(about["settings"]["properties"])
+    catalog = discovered_catalog(sandbox_config(sandbox))
+    streams = {s["tap_stream_id"]: s for s in catalog["streams"]}
+    assert set(streams) == set(STREAMS)
+    assert streams["sales"]["key_properties"] == ["sale_external_id", "external_id"]
+    assert streams["events"]["replication_key"] == "date"
+    assert TEST_TOKEN not in json.dumps(catalog)

@@ -1,0 +1,93 @@
+"""Narrow units: event_id, datetime normalisation, Retry-After, Custobar's error reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import time
+
+import pytest
+import requests
+
+from tap_custobar.datetimes import get_zone, normalize_datetime, parse_bound
+from tap_custobar.http import MAX_RETRY_AFTER, custobar_reason, retry_after_seconds
+from tap_custobar.streams import event_id
+
+
+def test_event_id_matches_the_design_test_vector() -> None:
+    event = {
+        "type": "MAIL_OPEN",
+        "date": "2026-02-01T12:30:00Z",
+        "customer_id": "23132",
+        "email": "customer@example.com",
+    }
+    assert event_id(event) == "fd5848e87d6263e7935bb4d54d61b8096a4a28a9b7658d416b47ff4bc612abcd"
+
+
+def test_event_id_ignores_key_order_but_not_values() -> None:
+    a = {"type": "BROWSE", "date": "2026-02-01T12:30:00Z", "url": "/ä"}
+    b = {"url": "/ä", "date": "2026-02-01T12:30:00Z", "type": "BROWSE"}
+    assert event_id(a) == event_id(b)
+    assert event_id(a) != event_id({**a, "url": "/a"})
+
+
+@pytest.mark.parametrize(
+    ("value", "zone", "expected"),
+    [
+        ("2026-02-01T12:30:00Z", "UTC", "2026-02-01T12:30:00Z"),
+        ("2026-02-01T14:30:00+02:00", "UTC", "2026-02-01T12:30:00Z"),
+        ("2026-02-01T07:30:00-05:00", "UTC", "2026-02-01T12:30:00Z"),
+        ("2026-02-01T12:30:00", "UTC", "2026-02-01T12:30:00Z"),
+        ("2026-02-01T14:30:00", "Europe/Helsinki", "2026-02-01T12:30:00Z"),
+        ("2026-07-01T15:30:00", "Europe/Helsinki", "2026-07-01T12:30:00Z"),
+        ("2026-02-01T12:30:00.250Z", "UTC", "2026-02-01T12:30:00.250000Z"),
+        ("2026-02-01", "UTC", "2026-02-01T00:00:00Z"),
+        ("2026-02-01 12:30:00+00:00", "UTC", "2026-02-01T12:30:00Z"),
+    ],
+)
+def test_datetimes_become_the_same_instant_in_utc(value: str, zone: str, expected: str) -> None:
+    assert normalize_datetime(value, get_zone(zone)) == expected
+
+
+def test_non_datetimes_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        normalize_datetime("not a date")
+    with pytest.raises(ValueError):
+        normalize_datetime("2026-02-30T00:00:00Z")
+
+
+def test_bounds_accept_dates_and_datetimes() -> None:
+    helsinki = get_zone("Europe/Helsinki")
+    instant, is_date = parse_bound("2026-02-01", helsinki)
+    assert is_date and instant == dt.datetime(2026, 1, 31, 22, tzinfo=dt.timezone.utc)
+    instant, is_date = parse_bound("2026-02-01T10:00:00+00:00", helsinki)
+    assert not is_date and instant.hour == 10
+
+
+def response_with(headers: dict[str, str], body: bytes = b"", status: int = 429) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response.headers.update(headers)
+    response._content = body
+    return response
+
+
+def test_retry_after_seconds_and_http_dates_are_honoured_and_capped() -> None:
+    assert retry_after_seconds(response_with({"Retry-After": "3"})) == 3.0
+    future = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 27 <= retry_after_seconds(response_with({"Retry-After": future})) <= 31
+    assert retry_after_seconds(response_with({"Retry-After": "99999"})) == MAX_RETRY_AFTER
+    assert retry_after_seconds(response_with({"Retry-After": "soon"})) is None
+    assert retry_after_seconds(response_with({})) is None
+    assert retry_after_seconds(None) is None
+
+
+def test_custobar_reason_is_short_and_never_a_whole_body() -> None:
+    body = b'{"error": {"reason": "Unknown filter: colour"}, "customers": [{"email": "x@y.z"}]}'
+    assert custobar_reason(response_with({"Content-Type": "application/json"}, body, 400)) == (
+        "Unknown filter: colour"
+    )
+    html = b"<html><body><h1>Bad Gateway</h1>secret customer list</body></html>"
+    assert custobar_reason(response_with({"Content-Type": "text/html"}, html, 502)) == ""
+    long_text = b"x" * 1000
+    assert len(custobar_reason(response_with({"Content-Type": "text/plain"}, long_text, 400))) == 200
