@@ -12,7 +12,11 @@ import msgspec
 import requests
 from singer_sdk import RESTStream, SchemaDirectory, StreamSchema
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.helpers._util import utc_now
+from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.streams.rest import HTTPRequest, PageContext
+
+from tap_custobar import fastpath
 
 from tap_custobar import schemas
 from tap_custobar.discovery import csv_header
@@ -52,7 +56,7 @@ class CustobarStream(RESTStream[t.Optional[str]]):
     def __init__(self, tap: TapCustobar, **kwargs: t.Any) -> None:
         super().__init__(tap, **kwargs)
         self._seen_next_urls: set[str] = set()
-        self._position = (0, 0)
+        self._page_number = 0
         self._skipped = 0
         self._skipped_positions: list[str] = []
         self._bad_datetimes: set[str] = set()
@@ -232,12 +236,26 @@ class CustobarStream(RESTStream[t.Optional[str]]):
 
     # --- the paging loop --------------------------------------------------------------
 
-    def request_records(self, context: Context | None) -> t.Iterable[dict]:
-        """Page through one query.
+    def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
+        for page in self.get_pages(context):
+            yield from page
+            # The consumer has emitted every record of the page by now: safe to checkpoint.
+            self._write_state_message()
 
-        Replaces the SDK loop to add what Custobar syncs need: a progress line and a STATE
-        message after every page (never ahead of what was emitted), empty pages that carry
-        a next_url, and failure messages that name the stream and path but no query or body.
+    def get_pages(self, context: Context | None) -> t.Iterator[list[dict]]:
+        """The pages of this stream or partition (sales: of each day in its window)."""
+        return self.request_pages(context)
+
+    def request_records(self, context: Context | None) -> t.Iterable[dict]:
+        for page in self.request_pages(context):
+            yield from page
+
+    def request_pages(self, context: Context | None) -> t.Iterator[list[dict]]:
+        """Page through one query, yielding each page's records as a list.
+
+        Replaces the SDK's record loop to give Custobar syncs: a progress line per page,
+        page boundaries for STATE messages, empty pages that still carry a next_url, and
+        failure messages that name the stream and path but never a query or a body.
         """
         paginator = self.get_new_paginator()
         send = self.request_decorator(self._request)
@@ -250,15 +268,14 @@ class CustobarStream(RESTStream[t.Optional[str]]):
                 response = self.send_with_retries(send, prepared, context)
                 request_counter.increment()
                 page_number = paginator.count + 1
-                for index, record in enumerate(self.parse_response(response)):
-                    self._position = (page_number, index)
-                    yield record
-                emitted += len(response.custobar_payload[self.records_key])  # type: ignore[attr-defined]
+                records = response.custobar_payload[self.records_key]  # type: ignore[attr-defined]
+                paginator.advance(response)  # validates next_url before anything is emitted
+                self._page_number = page_number
+                emitted += len(records)
+                yield records
                 self.logger.info(
                     "%s%s: page %d done, %d records so far", self.name, label, page_number, emitted
                 )
-                paginator.advance(response)
-                self._write_state_message()
 
     def send_with_retries(
         self, send: t.Callable, prepared: requests.PreparedRequest, context: Context | None
@@ -306,12 +323,14 @@ class CustobarStream(RESTStream[t.Optional[str]]):
     # --- records ----------------------------------------------------------------------
 
     @cached_property
-    def known_fields(self) -> frozenset[str]:
-        return frozenset(self.effective_schema.get("properties", {}))
+    def known_fields(self) -> frozenset[str] | None:
+        """Properties a record may carry; None when the schema allows any."""
+        schema = self.effective_schema
+        return None if schema.get("additionalProperties") else frozenset(schema.get("properties", {}))
 
     def drop_unknown_fields(self, row: Record) -> None:
         """Drop properties the catalog lacks, saying so once per field (not silently)."""
-        for name in sorted(row.keys() - self.known_fields):
+        for name in sorted(row.keys() - (self.known_fields or row.keys())):
             del row[name]
             if name not in self._reported_unknown:
                 self._reported_unknown.add(name)
@@ -323,7 +342,7 @@ class CustobarStream(RESTStream[t.Optional[str]]):
                 )
 
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:
-        if not row.keys() <= self.known_fields:
+        if self.known_fields is not None and not row.keys() <= self.known_fields:
             self.drop_unknown_fields(row)
         zone = self.settings.zone
         for name in self.datetime_fields:
@@ -349,8 +368,7 @@ class CustobarStream(RESTStream[t.Optional[str]]):
         """Count a record that cannot be loaded or bookmarked (reported at the end)."""
         self._skipped += 1
         if len(self._skipped_positions) < SKIPPED_POSITIONS_REPORTED:
-            page, index = self._position
-            self._skipped_positions.append(f"page {page} record {index + 1} ({why})")
+            self._skipped_positions.append(f"page {self._page_number} ({why})")
         return None
 
     def report_skipped(self) -> None:
@@ -361,6 +379,92 @@ class CustobarStream(RESTStream[t.Optional[str]]):
                 self._skipped,
                 "; ".join(self._skipped_positions),
             )
+
+    # --- the page-at-a-time record path (see fastpath.py) --------------------------------
+
+    fast_path_enabled = True
+
+    def fast_path_applies(self) -> bool:
+        """Only where it provably matches the SDK: no maps, flattening or nested selection."""
+        if not self.fast_path_enabled or self.ABORT_AT_RECORD_COUNT is not None:
+            return False
+        if len(self.stream_maps) != 1 or type(self.stream_maps[0]) is not SameRecordTransform:
+            return False
+        if self.config.get("flattening_enabled") or self.child_streams:
+            return False
+        return not any(
+            len(breadcrumb) > 2 and not selected for breadcrumb, selected in self.mask.items()
+        )
+
+    @cached_property
+    def conform_plan(self) -> fastpath.ObjectPlan:
+        return fastpath.compile_object(self.effective_schema, root=True)
+
+    @cached_property
+    def deselected_fields(self) -> frozenset[str]:
+        properties = self.effective_schema.get("properties", {})
+        return frozenset(p for p in properties if not self.mask[("properties", p)])
+
+    def _sync_records(
+        self, context: Context | None = None, *, write_messages: bool = True
+    ) -> t.Generator[dict, t.Any, t.Any]:
+        # Narrow override of the SDK's record loop (singer-sdk pinned <0.55): the same
+        # contexts, state, metrics and messages, with per-record work done per page.
+        if not (write_messages and self.fast_path_applies()):
+            yield from super()._sync_records(context, write_messages=write_messages)
+            return
+        record_counter = self.get_record_counter()
+        timer = self.get_sync_timer()
+        contexts = [context] if context is not None else self.partitions
+        with record_counter, timer:
+            for element in contexts or [{}]:
+                record_counter.with_context(element)
+                timer.with_context(element)
+                current = element or None
+                partition = self._get_state_partition_context(current)
+                self._write_starting_replication_value(current)
+                for page in self.get_pages(current):
+                    records = self.emit_page(page, current, partition)
+                    record_counter.increment(len(records))
+                    self._write_state_message()
+                    yield from records
+                if current == partition:
+                    self._finalize_state(self.get_context_state(current))
+        if not context:
+            self._finalize_state(self.stream_state)
+        self._write_state_message()
+
+    def emit_page(
+        self, page: list[dict], context: Context | None, partition: Context | None
+    ) -> list[dict]:
+        """Post-process, conform and write one page's RECORD messages; bookmark them."""
+        extracted = utc_now()
+        records = []
+        for row in page:
+            record = self.post_process(row, context)
+            if record is None:
+                continue
+            for key, value in (partition or {}).items():
+                record.setdefault(key, value)
+            if self.deselected_fields:
+                for name in self.deselected_fields & record.keys():
+                    del record[name]
+            records.append(fastpath.conform(self.conform_plan, record))
+        if not records:
+            return records
+        self._tap.message_writer.write_lines(  # type: ignore[attr-defined]
+            fastpath.record_lines(self.name, records, self._stream_version, extracted)
+        )
+        self.state_manager.is_flushed = False
+        if self.replication_key:
+            latest = max(
+                (r for r in records if isinstance(r.get(self.replication_key), str)),
+                key=lambda r: parse_instant(r[self.replication_key]),
+                default=None,
+            )
+            if latest is not None:
+                self._increment_stream_state(latest, context=context)
+        return records
 
     # --- bookmarks --------------------------------------------------------------------
 

@@ -86,10 +86,10 @@ class EventsStream(IncrementalStream):
     def discovery_contexts(self) -> list[dict | None]:
         return list(self.partitions)
 
-    def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
+    def get_pages(self, context: Context | None) -> t.Iterator[list[dict]]:
         if not context:  # event_types is empty: the SDK still runs one context-less pass
-            return
-        yield from super().get_records(context)
+            return iter(())
+        return super().get_pages(context)
 
     def requested_fields(self) -> list[str] | None:
         return None  # event_id covers the whole event: never narrow the request
@@ -126,19 +126,19 @@ class SalesStream(IncrementalStream):
         self._day: dt.date | None = None
         self._from_start_date = False
 
-    def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
+    def get_pages(self, context: Context | None) -> t.Iterator[list[dict]]:
         start, self._from_start_date = self.window_start(context)
         if start is None:
             # No starting day: one pass over the whole table, oldest first.
             self._day = None
-            yield from self.request_records(context)
+            yield from self.request_pages(context)
             return
         tomorrow = dt.datetime.now(dt.timezone.utc).date() + ONE_DAY
         last = min(filter(None, (self.last_day(), tomorrow)))
         day = start
         while day <= last:
             self._day = day
-            yield from self.request_records(context)
+            yield from self.request_pages(context)
             day += ONE_DAY
 
     def partition_label(self, context: Context | None) -> str:

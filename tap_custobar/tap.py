@@ -9,7 +9,6 @@ from functools import cached_property
 
 import click
 from singer_sdk import Tap
-from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
 
 from tap_custobar.client import CustobarStream
@@ -22,6 +21,7 @@ from tap_custobar.settings import (
     check_settings,
     undocumented_event_types,
 )
+from tap_custobar.writer import CustobarWriter
 from tap_custobar.streams import CustomersStream, EventsStream, ProductsStream, SalesStream
 
 if t.TYPE_CHECKING:
@@ -36,7 +36,7 @@ class TapCustobar(Tap):
 
     name = "tap-custobar"
     config_jsonschema = CONFIG_SCHEMA
-    message_writer_class = MsgSpecWriter
+    message_writer_class = CustobarWriter
     default_user_agent = DEFAULT_USER_AGENT
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
