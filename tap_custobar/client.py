@@ -50,7 +50,13 @@ _RETRIED_EXCEPTIONS = (
 class CustobarStream(RESTStream[t.Optional[str]]):
     """One Custobar data API resource: `/api/data/<name>/` answering `{"<name>": [...]}`."""
 
-    schema = StreamSchema(SCHEMAS_DIR)
+    builtin_schema = StreamSchema(SCHEMAS_DIR)
+
+    @property
+    def schema(self) -> dict:  # type: ignore[override]
+        # A discovered schema passed to the constructor wins; the SDK's StreamSchema
+        # descriptor alone would always return the file's.
+        return self._schema if self._schema is not None else self.builtin_schema
     _LOG_REQUEST_METRIC_URLS = False  # URLs can carry filter values (customer data)
 
     def __init__(self, tap: TapCustobar, **kwargs: t.Any) -> None:
@@ -106,7 +112,7 @@ class CustobarStream(RESTStream[t.Optional[str]]):
     def datetime_fields(self) -> tuple[str, ...]:
         return tuple(
             name
-            for name, prop in self.schema.get("properties", {}).items()
+            for name, prop in self.effective_schema.get("properties", {}).items()
             if prop.get("format") == "date-time"
         )
 
@@ -135,7 +141,7 @@ class CustobarStream(RESTStream[t.Optional[str]]):
 
     def requested_fields(self) -> list[str] | None:
         """`fields=` for a narrowed catalog: the selected properties plus the keys."""
-        properties = list(self.schema.get("properties", {}))
+        properties = list(self.effective_schema.get("properties", {}))
         selected = [p for p in properties if self.mask.get(("properties", p), True)]
         if len(selected) == len(properties):
             return None
@@ -392,8 +398,10 @@ class CustobarStream(RESTStream[t.Optional[str]]):
             return False
         if self.config.get("flattening_enabled") or self.child_streams:
             return False
+        # Nested deselection inside a selected property needs the SDK's recursive pop.
         return not any(
-            len(breadcrumb) > 2 and not selected for breadcrumb, selected in self.mask.items()
+            len(breadcrumb) > 2 and not selected and self.mask[breadcrumb[:2]]
+            for breadcrumb, selected in self.mask.items()
         )
 
     @cached_property

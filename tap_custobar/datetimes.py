@@ -33,19 +33,17 @@ def parse_instant(value: str, zone: dt.tzinfo = UTC) -> dt.datetime:
 
 def format_utc(instant: dt.datetime) -> str:
     """Render an aware instant as `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`."""
-    instant = instant.astimezone(UTC)
-    text = instant.strftime("%Y-%m-%dT%H:%M:%S")
-    if instant.microsecond:
-        text += f".{instant.microsecond:06d}"
-    return text + "Z"
+    return instant.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
 
 
 def normalize_datetime(value: str, zone: dt.tzinfo = UTC) -> str:
     """Return the same instant in UTC with `Z` (raises ValueError for non-dates)."""
     if len(value) == 20 and value[-1] == "Z" and value[10] == "T":
-        # Already canonical (`2026-02-01T12:30:00Z`): the common case, checked cheaply.
-        dt.datetime.fromisoformat(value)
+        dt.datetime.fromisoformat(value)  # already canonical: only check it is a real instant
         return value
+    if zone is UTC and len(value) == 19 and value[10] == "T":
+        dt.datetime.fromisoformat(value)  # naive, and naive means UTC: append the Z
+        return value + "Z"
     return format_utc(parse_instant(value, zone))
 
 

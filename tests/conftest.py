@@ -19,7 +19,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
     if any(TEST_TOKEN in text for text in texts):
         scanned["found"] = scanned.get("found", 0) + 1
         report.outcome = "failed"
-        report.longrepr = f"{item.nodeid}: the API token appeared in captured output"
+        where = [name for name, content in report.sections if TEST_TOKEN in content]
+        original = str(report.longrepr or "").replace(TEST_TOKEN, "<API TOKEN>")
+        report.sections = [
+            (name, content.replace(TEST_TOKEN, "<API TOKEN>")) for name, content in report.sections
+        ]
+        report.longrepr = (
+            f"{item.nodeid}: the API token appeared in captured output {where or '(traceback)'}"
+            f"\n{original}"
+        )
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

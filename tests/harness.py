@@ -120,5 +120,5 @@ def select_properties(catalog: dict, stream: str, properties: t.Iterable[str] | 
             if not breadcrumb:
                 item["metadata"]["selected"] = entry["tap_stream_id"] == stream
             elif entry["tap_stream_id"] == stream and wanted is not None:
-                item["metadata"]["selected"] = breadcrumb[-1] in wanted
+                item["metadata"]["selected"] = breadcrumb[1] in wanted  # nested ones follow
     return catalog

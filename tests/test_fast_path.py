@@ -77,6 +77,18 @@ def test_field_selection(monkeypatch, sandbox) -> None:
     assert_same(*both_paths(monkeypatch, config, catalog=catalog))
 
 
+def test_nested_deselection_falls_back(monkeypatch, sandbox) -> None:
+    config = sandbox_config(sandbox, page_size=40)
+    catalog = run_tap_cli(config, args=["--discover"]).messages[0]
+    select_properties(catalog, "customers", ["external_id", "acme__profile"])
+    for entry in catalog["streams"]:
+        for item in entry["metadata"]:
+            if item["breadcrumb"][-1:] == ["badges"] and entry["tap_stream_id"] == "customers":
+                item["metadata"]["selected"] = False
+    fast, standard = both_paths(monkeypatch, config, catalog=catalog, fast_expected=False)
+    assert_same(fast, standard)
+
+
 def test_stream_maps_and_flattening_fall_back(monkeypatch, sandbox) -> None:
     config = sandbox_config(
         sandbox,
