@@ -1,0 +1,102 @@
+"""Custom fields: discovery keeps every field a tenant has; a stale catalog says what it drops."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from tap_custobar import tap as tap_module
+from tap_custobar.tap import TapCustobar
+from tests.harness import run_tap, sandbox_config
+from tests.leaks import check_no_token
+
+PERMISSIVE = ["string", "number", "integer", "boolean", "object", "array", "null"]
+EXPECTED_TYPES = {
+    "acme__points": {"type": ["integer", "null"]},
+    "acme__score": {"type": ["number", "null"]},
+    "acme__vip": {"type": ["boolean", "null"]},
+    "acme__segment": {"type": ["string", "null"]},
+    "acme__last_seen": {"type": ["string", "null"], "format": "date-time"},
+    "acme__labels": {"type": ["array", "null"], "items": {"type": ["string"]}},
+    "acme__mixed": {"type": ["string", "integer", "null"]},
+}
+
+
+def discover(config: dict, capsys: pytest.CaptureFixture[str]) -> dict:
+    TapCustobar(config=config, validate_config=False, setup_mapper=False).run_discovery()
+    out = capsys.readouterr().out
+    check_no_token(out)
+    return {s["tap_stream_id"]: s for s in json.loads(out)["streams"]}
+
+
+def test_discovery_types_every_custom_field(sandbox, capsys, monkeypatch) -> None:
+    # A sample smaller than the data set: the rare field lies beyond it.
+    monkeypatch.setattr(tap_module, "DISCOVERY_SAMPLE_SIZE", 100)
+    catalog = discover(sandbox_config(sandbox), capsys)
+    for stream in ("customers", "products", "sales", "events"):
+        properties = catalog[stream]["schema"]["properties"]
+        for name, expected in EXPECTED_TYPES.items():
+            assert properties[name] == expected, (stream, name)
+        profile = properties["acme__profile"]
+        assert profile["type"] == ["object", "null"]
+        assert profile["properties"]["level"]["type"] == ["integer", "null"]
+        assert profile["properties"]["badges"]["type"] == ["array", "null"]
+    # Listed by the CSV header although no sampled record carries it: a permissive type.
+    assert catalog["customers"]["schema"]["properties"]["acme__rare_flag"]["type"] == PERMISSIVE
+    # Built-in fields keep their declared types.
+    assert catalog["products"]["schema"]["properties"]["price"] == {"type": ["integer", "null"]}
+
+
+def test_discovery_requests_and_sync_requests(sandbox, capsys) -> None:
+    config = sandbox_config(sandbox, event_types=["BROWSE", "MAIL_OPEN"])
+    catalog = discover(config, capsys)
+    csv_requests = [r for r in sandbox.requests if r["params"].get("format") == ["csv"]]
+    # One CSV header request per stream, per event type for events.
+    assert len(csv_requests) == 3 + 2
+    assert all(r["params"]["limit"] == ["1"] for r in csv_requests)
+    sandbox.clear_requests()
+    run_tap(config, catalog={"streams": list(catalog.values())})
+    assert not [r for r in sandbox.requests if "format" in r["params"]], "a sync never samples"
+
+
+def test_rare_field_values_arrive_when_discovered(sandbox, capsys) -> None:
+    config = sandbox_config(sandbox)
+    catalog = discover(config, capsys)
+    run = run_tap(config, catalog={"streams": list(catalog.values())})
+    rare = [c for c in run.records["customers"] if "acme__rare_flag" in c]
+    source = [c for c in sandbox.records("customers") if "acme__rare_flag" in c]
+    assert rare and len(rare) == len(source)
+    profiles = [c["acme__profile"] for c in run.records["customers"] if "acme__profile" in c]
+    assert profiles and all(isinstance(p["level"], int) for p in profiles)
+
+
+def test_stale_catalog_logs_each_dropped_field_once(sandbox, caplog) -> None:
+    config = sandbox_config(sandbox, page_size=30, event_types=["BROWSE"])
+    builtin = TapCustobar(config=config).catalog_dict  # a catalog from before the custom fields
+    with caplog.at_level(logging.WARNING):
+        run = run_tap(config, catalog=builtin)
+    dropped = [r.getMessage() for r in caplog.records if "not in the catalog's schema" in r.getMessage()]
+    per_field = {(m.split(":")[0], m.split("'")[1]) for m in dropped}
+    assert len(dropped) == len(per_field), "each field is reported once per stream"
+    assert ("customers", "acme__points") in per_field
+    assert ("customers", "acme__rare_flag") in per_field
+    assert all("--refresh-catalog" in m for m in dropped)
+    assert all("acme__points" not in r for r in run.records["customers"])
+
+
+def test_discovery_off_or_unreachable_gives_the_builtin_catalog(sandbox, capsys, caplog) -> None:
+    with caplog.at_level(logging.INFO):
+        catalog = discover(sandbox_config(sandbox, discover_custom_fields=False), capsys)
+    assert "acme__points" not in catalog["customers"]["schema"]["properties"]
+    assert any("discover_custom_fields is off" in r.getMessage() for r in caplog.records)
+    assert not sandbox.requests
+    caplog.clear()
+    unreachable = sandbox_config(sandbox, base_url="http://127.0.0.1:9", max_retries=0)
+    with caplog.at_level(logging.INFO):
+        catalog = discover(unreachable, capsys)
+    assert set(catalog) == {"customers", "events", "products", "sales"}
+    assert "acme__points" not in catalog["customers"]["schema"]["properties"]
+    failures = [r.getMessage() for r in caplog.records if "discovery failed" in r.getMessage()]
+    assert len(failures) == 1 and "/api/data/customers/" in failures[0]
