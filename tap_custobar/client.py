@@ -68,6 +68,8 @@ class CustobarStream(RESTStream[t.Optional[str]]):
         self._bad_datetimes: set[str] = set()
         self._reported_unknown: set[str] = set()
         self._expect_json = True
+        self._run_latest: dict[tuple, tuple[dt.datetime, str]] = {}
+        self._unordered: set[tuple] = set()
 
     # --- settings and request basics -------------------------------------------------
 
@@ -249,7 +251,12 @@ class CustobarStream(RESTStream[t.Optional[str]]):
             self._write_state_message()
 
     def get_pages(self, context: Context | None) -> t.Iterator[list[dict]]:
-        """The pages of this stream or partition (sales: of each day in its window)."""
+        """The pages of this stream or partition; completes its bookmark at the end."""
+        yield from self.read_pages(context)
+        self.complete_bookmark(context)
+
+    def read_pages(self, context: Context | None) -> t.Iterator[list[dict]]:
+        """The queries of this stream or partition, page by page (sales: day by day)."""
         return self.request_pages(context)
 
     def request_records(self, context: Context | None) -> t.Iterable[dict]:
@@ -465,39 +472,47 @@ class CustobarStream(RESTStream[t.Optional[str]]):
         )
         self.state_manager.is_flushed = False
         if self.replication_key:
-            latest = max(
-                (r for r in records if isinstance(r.get(self.replication_key), str)),
-                key=lambda r: parse_instant(r[self.replication_key]),
-                default=None,
-            )
-            if latest is not None:
-                self._increment_stream_state(latest, context=context)
+            for record in records:
+                self._increment_stream_state(record, context=context)
         return records
 
     # --- bookmarks --------------------------------------------------------------------
 
     def _increment_stream_state(self, latest_record: Record, *, context: Context | None = None) -> None:
         # Bookmarks compare as instants and never move back (the SDK compares strings and,
-        # with its sort check off, would overwrite the bookmark with an older value).
-        if not self.replication_key:
-            return
-        value = latest_record.get(self.replication_key)
+        # with its sort check off, would overwrite the bookmark with an older value). Once a
+        # partition's records arrive out of order, a mid-stream bookmark could pass records
+        # still to come, so it waits for the partition's end (complete_bookmark).
+        value = latest_record.get(self.replication_key) if self.replication_key else None
         if not isinstance(value, str):
             return
-        state = self.get_context_state(context)
-        current = state.get("replication_key_value")
-        if current is None or state.get("replication_key") != self.replication_key:
-            self._set_bookmark(state, value)
-            return
-        if current == value:
-            return
-        if parse_instant(value) > parse_instant(str(current)):
-            self._set_bookmark(state, value)
+        instant = parse_instant(value)
+        key = partition_key(context)
+        latest = self._run_latest.get(key)
+        if latest is not None and instant < latest[0] and key not in self._unordered:
+            self._unordered.add(key)
+            self.logger.warning(
+                "%s%s: records arrive out of %s order; the bookmark advances only when this "
+                "partition completes",
+                self.name, self.partition_label(context), self.replication_key,
+            )
+        if latest is None or instant > latest[0]:
+            self._run_latest[key] = latest = (instant, value)
+        if key not in self._unordered:
+            self.advance_bookmark(context, *latest)
 
-    def _set_bookmark(self, state: dict, value: str) -> None:
-        state["replication_key"] = self.replication_key
-        state["replication_key_value"] = value
-        self.state_manager.is_flushed = False
+    def advance_bookmark(self, context: Context | None, instant: dt.datetime, value: str) -> None:
+        state = self.get_context_state(context)
+        current = self.bookmark(context)
+        if current is None or instant > current:
+            state["replication_key"] = self.replication_key
+            state["replication_key_value"] = value
+            self.state_manager.is_flushed = False
+
+    def complete_bookmark(self, context: Context | None) -> None:
+        key = partition_key(context)
+        if key in self._unordered and key in self._run_latest:
+            self.advance_bookmark(context, *self._run_latest[key])
 
     def bookmark(self, context: Context | None) -> dt.datetime | None:
         """The stored bookmark of this stream or partition, as an instant."""
@@ -509,6 +524,10 @@ class CustobarStream(RESTStream[t.Optional[str]]):
             return parse_instant(str(value))
         except ValueError:
             return None
+
+
+def partition_key(context: Context | None) -> tuple:
+    return tuple(sorted((context or {}).items()))
 
 
 def describe_failure(exc: BaseException | None, path: str) -> str:

@@ -86,10 +86,10 @@ class EventsStream(IncrementalStream):
     def discovery_contexts(self) -> list[dict | None]:
         return list(self.partitions)
 
-    def get_pages(self, context: Context | None) -> t.Iterator[list[dict]]:
+    def read_pages(self, context: Context | None) -> t.Iterator[list[dict]]:
         if not context:  # event_types is empty: the SDK still runs one context-less pass
             return iter(())
-        return super().get_pages(context)
+        return super().read_pages(context)
 
     def requested_fields(self) -> list[str] | None:
         return None  # event_id covers the whole event: never narrow the request
@@ -126,7 +126,7 @@ class SalesStream(IncrementalStream):
         self._day: dt.date | None = None
         self._from_start_date = False
 
-    def get_pages(self, context: Context | None) -> t.Iterator[list[dict]]:
+    def read_pages(self, context: Context | None) -> t.Iterator[list[dict]]:
         start, self._from_start_date = self.window_start(context)
         if start is None:
             # No starting day: one pass over the whole table, oldest first.
