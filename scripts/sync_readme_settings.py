@@ -23,8 +23,11 @@ def about_settings_table() -> str:
     return "\n".join(line for line in lines if line.startswith("|"))
 
 
+BLOCK = re.compile(re.escape(BEGIN) + r"(.*?)" + re.escape(END), re.S)
+
+
 def readme_settings_table(text: str) -> str:
-    match = re.search(re.escape(BEGIN) + r"\n(.*?)\n" + re.escape(END), text, re.S)
+    match = BLOCK.search(text)
     if not match:
         raise SystemExit(f"README.md has no {BEGIN} ... {END} block")
     return match.group(1).strip()
@@ -32,8 +35,8 @@ def readme_settings_table(text: str) -> str:
 
 def main() -> None:
     text = README.read_text(encoding="utf-8")
-    current = readme_settings_table(text)
-    README.write_text(text.replace(current, about_settings_table()), encoding="utf-8")
+    block = f"{BEGIN}\n{about_settings_table()}\n{END}"
+    README.write_text(BLOCK.sub(lambda _: block, text), encoding="utf-8")
 
 
 if __name__ == "__main__":
