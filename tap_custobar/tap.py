@@ -38,12 +38,15 @@ class TapCustobar(Tap):
     config_jsonschema = CONFIG_SCHEMA
     message_writer_class = CustobarWriter
     default_user_agent = DEFAULT_USER_AGENT
+    config_errors: t.ClassVar[list[str]] = []
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         errors = super()._validate_config(raise_errors=False)
         if not errors:
             _, errors = check_settings(self.config)
         errors = [redact(error, self.config) for error in errors]
+        if errors:
+            TapCustobar.config_errors = errors  # for main()'s last line: the SDK CLI swallows them
         if errors and raise_errors:
             raise ConfigValidationError(
                 "Invalid tap-custobar configuration: " + " ".join(errors),
@@ -121,9 +124,8 @@ def redact(text: str, config: t.Mapping[str, t.Any]) -> str:
 def main() -> None:
     """Console entry point: a failure ends with one plain sentence on stderr, exit code 1."""
     try:
-        TapCustobar.cli(standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        # Without standalone mode click returns ctx.exit() codes instead of exiting.
+        code = TapCustobar.cli(standalone_mode=False)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -131,12 +133,18 @@ def main() -> None:
         print("tap-custobar: interrupted.", file=sys.stderr)  # noqa: T201
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
-        expected = isinstance(exc, (ConfigValidationError, FatalAPIError))
-        if not expected:
+        if not isinstance(exc, (ConfigValidationError, FatalAPIError)):
             logging.getLogger(TapCustobar.name).error("Unexpected failure", exc_info=exc)
         message = " ".join(str(exc).split()) or exc.__class__.__name__
         print(f"tap-custobar: error: {message}", file=sys.stderr)  # noqa: T201
         sys.exit(1)
+    if isinstance(code, int) and code:
+        if TapCustobar.config_errors:
+            print(  # noqa: T201
+                "tap-custobar: error: invalid configuration: " + " ".join(TapCustobar.config_errors),
+                file=sys.stderr,
+            )
+        sys.exit(code)
 
 
 if __name__ == "__main__":

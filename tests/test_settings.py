@@ -93,3 +93,15 @@ def test_loopback_http_is_allowed_in_every_spelling() -> None:
     for url in ("http://localhost:8765", "http://[::1]:8765", "http://127.0.0.2:8765"):
         tap = TapCustobar(config={**BASE, "base_url": url}, validate_config=True)
         assert tap.settings.base_url == url
+
+
+def test_cli_config_error_exits_non_zero_with_one_last_sentence(sandbox) -> None:
+    from tests.harness import run_tap_cli, sandbox_config
+
+    run = run_tap_cli(sandbox_config(sandbox, start_date="2026-02-30", page_size=20000))
+    assert run.returncode == 1
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("tap-custobar: error: invalid configuration:")
+    assert "start_date: '2026-02-30'" in last and "page_size: 20000" in last
+    assert "Traceback" not in run.stderr
+    assert not sandbox.requests, "configuration is validated before any request"
