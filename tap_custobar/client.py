@@ -127,7 +127,7 @@ class CustobarStream(RESTStream[t.Optional[str]]):
             # next_url carries the whole query (Custobar's cursor); send it unchanged.
             request.url, request.params = page.next_page_token, {}
             return request
-        params: dict[str, t.Any] = {"limit": self.config.get("page_size", 10000)}
+        params: dict[str, t.Any] = {"limit": int(self.config.get("page_size", 10000))}
         for name, value in self.settings.filters.get(self.name, {}).items():
             params[name] = filter_query_value(value)
         if fields := self.requested_fields():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import ipaddress
+import numbers
 import typing as t
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -297,7 +299,8 @@ def _check_numbers(config: t.Mapping[str, t.Any], errors: list[str]) -> None:
         value = config.get(name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+        # Config files are read with Decimal for fractions (the SDK's JSON loader).
+        if isinstance(value, bool) or not isinstance(value, numbers.Real | decimal.Decimal) or (
             kind is int and not float(value).is_integer()
         ):
             errors.append(f"{name}: {value!r} is not a{'n integer' if kind is int else ' number'}.")
