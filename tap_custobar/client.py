@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import typing as t
 from functools import cached_property
 from urllib.parse import urlsplit
@@ -16,11 +15,9 @@ from singer_sdk.helpers._util import utc_now
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.streams.rest import HTTPRequest, PageContext
 
-from tap_custobar import fastpath
-
-from tap_custobar import schemas
-from tap_custobar.discovery import csv_header
+from tap_custobar import fastpath, schemas
 from tap_custobar.datetimes import normalize_datetime, parse_instant
+from tap_custobar.discovery import csv_header
 from tap_custobar.http import TokenAuth, custobar_reason, retry_after_seconds
 from tap_custobar.pagination import NextUrlPaginator
 from tap_custobar.settings import filter_query_value
@@ -47,7 +44,7 @@ _RETRIED_EXCEPTIONS = (
 )
 
 
-class CustobarStream(RESTStream[t.Optional[str]]):
+class CustobarStream(RESTStream[str | None]):
     """One Custobar data API resource: `/api/data/<name>/` answering `{"<name>": [...]}`."""
 
     builtin_schema = StreamSchema(SCHEMAS_DIR)
@@ -57,6 +54,7 @@ class CustobarStream(RESTStream[t.Optional[str]]):
         # A discovered schema passed to the constructor wins; the SDK's StreamSchema
         # descriptor alone would always return the file's.
         return self._schema if self._schema is not None else self.builtin_schema
+
     _LOG_REQUEST_METRIC_URLS = False  # URLs can carry filter values (customer data)
 
     def __init__(self, tap: TapCustobar, **kwargs: t.Any) -> None:
@@ -147,7 +145,9 @@ class CustobarStream(RESTStream[t.Optional[str]]):
         selected = [p for p in properties if self.mask.get(("properties", p), True)]
         if len(selected) == len(properties):
             return None
-        keys = set(self.primary_keys or ()) | ({self.replication_key} if self.replication_key else set())
+        keys = set(self.primary_keys or ()) | (
+            {self.replication_key} if self.replication_key else set()
+        )
         return [p for p in properties if p in keys or p in selected]
 
     # --- responses: one parse, inside the retried path -------------------------------
@@ -339,7 +339,9 @@ class CustobarStream(RESTStream[t.Optional[str]]):
     def known_fields(self) -> frozenset[str] | None:
         """Properties a record may carry; None when the schema allows any."""
         schema = self.effective_schema
-        return None if schema.get("additionalProperties") else frozenset(schema.get("properties", {}))
+        return (
+            None if schema.get("additionalProperties") else frozenset(schema.get("properties", {}))
+        )
 
     def drop_unknown_fields(self, row: Record) -> None:
         """Drop properties the catalog lacks, saying so once per field (not silently)."""
@@ -365,16 +367,20 @@ class CustobarStream(RESTStream[t.Optional[str]]):
                     row[name] = normalize_datetime(value, zone)
                 except ValueError:
                     if name == self.replication_key:
-                        return self.skip(f"{name} is not a date-time")
+                        self.skip(f"{name} is not a date-time")
+                        return None
                     if name not in self._bad_datetimes:
                         self._bad_datetimes.add(name)
                         self.logger.warning(
                             "%s: field %s holds a value that is not an ISO date-time; "
-                            "passing it through unchanged", self.name, name,
+                            "passing it through unchanged",
+                            self.name,
+                            name,
                         )
         for key in (*self.primary_keys, *((self.replication_key,) if self.replication_key else ())):
             if row.get(key) in (None, ""):
-                return self.skip(f"missing {key}")
+                self.skip(f"missing {key}")
+                return None
         return row
 
     def skip(self, why: str) -> None:
@@ -423,11 +429,18 @@ class CustobarStream(RESTStream[t.Optional[str]]):
     def _sync_records(
         self, context: Context | None = None, *, write_messages: bool = True
     ) -> t.Generator[dict, t.Any, t.Any]:
-        # Narrow override of the SDK's record loop (singer-sdk pinned <0.55): the same
-        # contexts, state, metrics and messages, with per-record work done per page.
-        if not (write_messages and self.fast_path_applies()):
-            yield from super()._sync_records(context, write_messages=write_messages)
-            return
+        # Overridden to report skipped records once per stream, and to take the page path.
+        try:
+            if write_messages and self.fast_path_applies():
+                yield from self._sync_pages(context)
+            else:
+                yield from super()._sync_records(context, write_messages=write_messages)
+        finally:
+            self.report_skipped()
+
+    def _sync_pages(self, context: Context | None) -> t.Generator[dict, t.Any, t.Any]:
+        """The SDK's record loop (singer-sdk pinned <0.55) with per-record work done per page:
+        the same contexts, state, metrics and messages."""
         record_counter = self.get_record_counter()
         timer = self.get_sync_timer()
         contexts = [context] if context is not None else self.partitions
@@ -478,7 +491,9 @@ class CustobarStream(RESTStream[t.Optional[str]]):
 
     # --- bookmarks --------------------------------------------------------------------
 
-    def _increment_stream_state(self, latest_record: Record, *, context: Context | None = None) -> None:
+    def _increment_stream_state(
+        self, latest_record: Record, *, context: Context | None = None
+    ) -> None:
         # Bookmarks compare as instants and never move back (the SDK compares strings and,
         # with its sort check off, would overwrite the bookmark with an older value). Once a
         # partition's records arrive out of order, a mid-stream bookmark could pass records
@@ -494,7 +509,9 @@ class CustobarStream(RESTStream[t.Optional[str]]):
             self.logger.warning(
                 "%s%s: records arrive out of %s order; the bookmark advances only when this "
                 "partition completes",
-                self.name, self.partition_label(context), self.replication_key,
+                self.name,
+                self.partition_label(context),
+                self.replication_key,
             )
         if latest is None or instant > latest[0]:
             self._run_latest[key] = latest = (instant, value)
@@ -536,11 +553,12 @@ def describe_failure(exc: BaseException | None, path: str) -> str:
         return str(exc.args[0]) if exc.args else f"{exc.response.status_code} on {path}"
     if exc is None:
         return f"request to {path} failed"
-    kind = {
+    kinds: dict[type[BaseException], str] = {
         requests.exceptions.ConnectTimeout: "connection timed out",
         requests.exceptions.ReadTimeout: "read timed out",
         requests.exceptions.ChunkedEncodingError: "connection dropped while reading the body",
-    }.get(type(exc))
+    }
+    kind = kinds.get(type(exc))
     if kind is None:
         kind = (
             "connection failed or was dropped"
@@ -548,4 +566,3 @@ def describe_failure(exc: BaseException | None, path: str) -> str:
             else exc.__class__.__name__
         )
     return f"{kind} ({exc.__class__.__name__}) on {urlsplit(path).path}"
-

@@ -14,7 +14,9 @@ import typing as t
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
 
-DATETIME_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
+DATETIME_PATTERN = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$"
+)
 # A field no sampled record carries: any JSON value loads (target-postgres makes it jsonb).
 PERMISSIVE_SCHEMA: dict[str, t.Any] = {
     "type": ["string", "number", "integer", "boolean", "object", "array", "null"]

@@ -14,7 +14,6 @@ import typing as t
 from dataclasses import dataclass
 
 import msgspec
-
 from singer_sdk.helpers._typing import (
     _is_exclusive_boolean_type,
     is_object_type,

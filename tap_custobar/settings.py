@@ -29,20 +29,52 @@ DOCUMENTED_EVENT_TYPES = (
 # Filters from the API doc's tables, per stream.
 DOCUMENTED_FILTERS: dict[str, tuple[str, ...]] = {
     "customers": (
-        "external_id", "email", "phone_number", "first_name", "last_name", "campaign_key",
-        "can_email", "can_sms", "can_post", "can_push", "city", "country", "zip_code",
+        "external_id",
+        "email",
+        "phone_number",
+        "first_name",
+        "last_name",
+        "campaign_key",
+        "can_email",
+        "can_sms",
+        "can_post",
+        "can_push",
+        "city",
+        "country",
+        "zip_code",
         "province",
     ),
     "events": ("type", "date.gte", "date.lte"),
     "sales": (
-        "sale_external_id", "sale_date", "sale_customer_id", "sale_phone_number", "sale_email",
-        "sale_shop_id", "sale_payment_method", "sale_state", "external_id", "product_id",
+        "sale_external_id",
+        "sale_date",
+        "sale_customer_id",
+        "sale_phone_number",
+        "sale_email",
+        "sale_shop_id",
+        "sale_payment_method",
+        "sale_state",
+        "external_id",
+        "product_id",
         "product_sku",
     ),
     "products": (
-        "external_id", "sku", "ean", "title", "brand", "category", "category_id", "type",
-        "vendor", "shop_id", "visible", "in_stock", "language", "stock.shop_id",
-        "stock.quantity.gte", "stock.quantity.lte",
+        "external_id",
+        "sku",
+        "ean",
+        "title",
+        "brand",
+        "category",
+        "category_id",
+        "type",
+        "vendor",
+        "shop_id",
+        "visible",
+        "in_stock",
+        "language",
+        "stock.shop_id",
+        "stock.quantity.gte",
+        "stock.quantity.lte",
     ),
 }
 
@@ -57,84 +89,130 @@ DEFAULT_USER_AGENT = f"tap-custobar/{__version__}"
 
 CONFIG_SCHEMA = th.PropertiesList(
     th.Property(
-        "api_token", th.StringType, required=True, secret=True, title="API token",
+        "api_token",
+        th.StringType,
+        required=True,
+        secret=True,
+        title="API token",
         description="Custobar access token (needs GET on /api/data/<stream>/ for each "
         "selected stream). Sent only in the Authorization header.",
     ),
     th.Property(
-        "company", th.StringType, title="Company",
+        "company",
+        th.StringType,
+        title="Company",
         description="Tenant subdomain: the API root is https://<company>.custobar.com.",
     ),
     th.Property(
-        "base_url", th.StringType, title="Base URL",
+        "base_url",
+        th.StringType,
+        title="Base URL",
         description="Root URL of the instance (custom domain or the sandbox). Wins over "
         "`company` when both are set. Plain http:// only for loopback hosts.",
     ),
     th.Property(
-        "auth_scheme", th.StringType, default="Token", allowed_values=["Token", "Bearer"],
-        title="Auth scheme", description="Authorization scheme: `Token <token>` (data API "
+        "auth_scheme",
+        th.StringType,
+        default="Token",
+        allowed_values=["Token", "Bearer"],
+        title="Auth scheme",
+        description="Authorization scheme: `Token <token>` (data API "
         "doc) or `Bearer <token>` (newer docs).",
     ),
     th.Property(
-        "start_date", th.StringType, title="Start date",
+        "start_date",
+        th.StringType,
+        title="Start date",
         description="Earliest event `date` / `sale_date` to extract when there is no "
         "bookmark (inclusive). A date or date-time; without offset it is read in "
         "`api_timezone`.",
     ),
     th.Property(
-        "end_date", th.StringType, title="End date",
+        "end_date",
+        th.StringType,
+        title="End date",
         description="Latest event `date` / `sale_date` to extract (inclusive). Splits a "
         "backfill into windows.",
     ),
     th.Property(
-        "event_types", th.ArrayType(th.StringType), default=list(DOCUMENTED_EVENT_TYPES),
+        "event_types",
+        th.ArrayType(th.StringType),
+        default=list(DOCUMENTED_EVENT_TYPES),
         title="Event types",
         description="Event types to extract; each is one partition of `events` with its "
         "own bookmark.",
     ),
     th.Property(
-        "lookback_days", th.IntegerType, default=1, title="Lookback days",
+        "lookback_days",
+        th.IntegerType,
+        default=1,
+        title="Lookback days",
         description="Incremental reads restart this many whole days before the bookmark's "
         "day, to pick up late-arriving rows (re-read rows are re-emitted).",
     ),
     th.Property(
-        "filters", th.ObjectType(additional_properties=True), default={}, title="Filters",
+        "filters",
+        th.ObjectType(additional_properties=True),
+        default={},
+        title="Filters",
         description="Server-side filters per stream, e.g. "
         '{"products": {"visible": true}, "sales": {"sale_shop_id": "1"}}.',
     ),
     th.Property(
-        "page_size", th.IntegerType, default=MAX_PAGE_SIZE, title="Page size",
+        "page_size",
+        th.IntegerType,
+        default=MAX_PAGE_SIZE,
+        title="Page size",
         description="Records per request (the `limit` parameter), 1-10000.",
     ),
     th.Property(
-        "min_request_interval", th.NumberType, default=1.0, title="Minimum request interval",
+        "min_request_interval",
+        th.NumberType,
+        default=1.0,
+        title="Minimum request interval",
         description="Minimum seconds between the starts of two requests; 0 disables pacing.",
     ),
     th.Property(
-        "request_timeout", th.NumberType, default=300, title="Request timeout",
+        "request_timeout",
+        th.NumberType,
+        default=300,
+        title="Request timeout",
         description="Per-request timeout in seconds.",
     ),
     th.Property(
-        "max_retries", th.IntegerType, default=8, title="Max retries",
+        "max_retries",
+        th.IntegerType,
+        default=8,
+        title="Max retries",
         description="Retries (after the first try) for 429, 5xx, timeouts, dropped "
         "connections and unreadable bodies; waits double each time and honour Retry-After.",
     ),
     th.Property(
-        "discover_custom_fields", th.BooleanType, default=True,
+        "discover_custom_fields",
+        th.BooleanType,
+        default=True,
         title="Discover custom fields",
         description="Discovery asks the tenant which fields its data has and adds the ones "
         "the built-in schema lacks, with inferred types.",
     ),
     th.Property(
-        "api_timezone", th.StringType, default="UTC", title="API timezone",
+        "api_timezone",
+        th.StringType,
+        default="UTC",
+        title="API timezone",
         description="IANA zone in which Custobar datetimes without an offset are read.",
     ),
     th.Property(
-        "user_agent", th.StringType, default=DEFAULT_USER_AGENT, title="User agent",
+        "user_agent",
+        th.StringType,
+        default=DEFAULT_USER_AGENT,
+        title="User agent",
         description="Sent as the User-Agent header.",
     ),
     th.Property(
-        "emit_activate_version_messages", th.BooleanType, default=True,
+        "emit_activate_version_messages",
+        th.BooleanType,
+        default=True,
         title="Emit ACTIVATE_VERSION",
         description="Full-table streams (customers, products) emit ACTIVATE_VERSION so the "
         "target removes rows that no longer exist in Custobar.",
@@ -222,9 +300,7 @@ def _check_base_url(config: t.Mapping[str, t.Any], errors: list[str]) -> str | N
             return None
     base_url = resolve_base_url(config)
     if base_url is None:
-        errors.append(
-            "company / base_url: set `company` (your Custobar subdomain) or `base_url`."
-        )
+        errors.append("company / base_url: set `company` (your Custobar subdomain) or `base_url`.")
         return None
     parts = urlsplit(base_url)
     try:
@@ -277,9 +353,7 @@ def _check_dates(
             else:
                 end = end_value + dt.timedelta(microseconds=1)
         except ValueError:
-            errors.append(
-                f"end_date: {config['end_date']!r} is not an ISO 8601 date or date-time."
-            )
+            errors.append(f"end_date: {config['end_date']!r} is not an ISO 8601 date or date-time.")
     if start is not None and end is not None and end <= start:
         errors.append(
             f"end_date: {config['end_date']!r} is before start_date {config['start_date']!r}."
@@ -300,12 +374,14 @@ def _check_numbers(config: t.Mapping[str, t.Any], errors: list[str]) -> None:
         if value is None:
             continue
         # Config files are read with Decimal for fractions (the SDK's JSON loader).
-        if isinstance(value, bool) or not isinstance(value, numbers.Real | decimal.Decimal) or (
-            kind is int and not float(value).is_integer()
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real | decimal.Decimal)
+            or (kind is int and not float(value).is_integer())
         ):
             errors.append(f"{name}: {value!r} is not a{'n integer' if kind is int else ' number'}.")
             continue
-        if value < low or (high is not None and value > high):
+        if float(value) < low or (high is not None and float(value) > high):
             upper = f" and at most {high:g}" if high is not None else ""
             errors.append(f"{name}: {value!r} is out of range (at least {low:g}{upper}).")
 
@@ -329,9 +405,7 @@ def undocumented_event_types(types: t.Iterable[str]) -> list[str]:
     return [name for name in types if name not in DOCUMENTED_EVENT_TYPES]
 
 
-def _check_filters(
-    config: t.Mapping[str, t.Any], errors: list[str]
-) -> dict[str, dict[str, t.Any]]:
+def _check_filters(config: t.Mapping[str, t.Any], errors: list[str]) -> dict[str, dict[str, t.Any]]:
     filters = config.get("filters") or {}
     if not isinstance(filters, dict):
         errors.append("filters: must be an object of stream name -> {filter: value}.")

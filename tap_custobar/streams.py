@@ -40,7 +40,9 @@ class IncrementalStream(CustobarStream):
     """A stream read from a day onwards: the bookmark's day minus lookback, else start_date."""
 
     is_sorted = True  # requests carry order=<replication key>
-    check_sorted = False  # an out-of-order record must not abort the run (see _increment_stream_state)
+    check_sorted = (
+        False  # an out-of-order record must not abort the run (see _increment_stream_state)
+    )
 
     def window_start(self, context: Context | None) -> tuple[dt.date | None, bool]:
         """First day to request, and whether it came from start_date (not a bookmark)."""
@@ -154,5 +156,8 @@ class SalesStream(IncrementalStream):
         record = super().post_process(row, context)
         if record is None:
             return None
-        return record if self.in_window(record["sale_date"], from_start_date=self._from_start_date) else None
-
+        return (
+            record
+            if self.in_window(record["sale_date"], from_start_date=self._from_start_date)
+            else None
+        )

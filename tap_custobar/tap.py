@@ -21,8 +21,8 @@ from tap_custobar.settings import (
     check_settings,
     undocumented_event_types,
 )
-from tap_custobar.writer import CustobarWriter
 from tap_custobar.streams import CustomersStream, EventsStream, ProductsStream, SalesStream
+from tap_custobar.writer import CustobarWriter
 
 if t.TYPE_CHECKING:
     from singer_sdk import Stream
@@ -63,7 +63,9 @@ class TapCustobar(Tap):
                 "Invalid tap-custobar configuration: " + " ".join(errors), errors=errors
             )
         if self.config.get("base_url") and self.config.get("company"):
-            self.logger.info("Both base_url and company are set: using base_url %s", settings.origin)
+            self.logger.info(
+                "Both base_url and company are set: using base_url %s", settings.origin
+            )
         for name in undocumented_event_types(settings.event_types):
             self.logger.warning(
                 "event_types: %s is not a documented Custobar event type; reading it anyway", name
@@ -80,8 +82,8 @@ class TapCustobar(Tap):
         self._discovering = True
         return super().run_discovery()
 
-    def discover_streams(self) -> list[Stream]:
-        streams = [stream_type(tap=self) for stream_type in STREAM_TYPES]
+    def discover_streams(self) -> t.Sequence[Stream]:
+        streams: list[CustobarStream] = [stream_type(tap=self) for stream_type in STREAM_TYPES]
         if not getattr(self, "_discovering", False):
             return streams  # a sync: the catalog (or the built-in schema) decides
         if not self.config.get("discover_custom_fields", True):
@@ -89,7 +91,7 @@ class TapCustobar(Tap):
             return streams
         try:
             return [self.with_custom_fields(stream) for stream in streams]
-        except Exception as exc:  # noqa: BLE001 - discovery must still produce a catalog
+        except Exception as exc:  # discovery must still produce a catalog
             self.logger.warning(
                 "Custom-field discovery failed (%s); the catalog has the built-in fields only",
                 " ".join(str(exc).split()) or exc.__class__.__name__,
@@ -102,17 +104,11 @@ class TapCustobar(Tap):
         if added:
             self.logger.info(
                 "%s: discovered %d field(s) beyond the built-in schema: %s",
-                stream.name, len(added), ", ".join(added),
+                stream.name,
+                len(added),
+                ", ".join(added),
             )
         return type(stream)(tap=self, schema=schema)
-
-    def sync_all(self) -> None:
-        _ = self.settings  # validate and log before the first request
-        try:
-            super().sync_all()
-        finally:
-            for stream in self.streams.values():
-                stream.report_skipped()  # type: ignore[attr-defined]
 
 
 def redact(text: str, config: t.Mapping[str, t.Any]) -> str:
@@ -130,18 +126,19 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        print("tap-custobar: interrupted.", file=sys.stderr)  # noqa: T201
+        print("tap-custobar: interrupted.", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+    except Exception as exc:
         if not isinstance(exc, (ConfigValidationError, FatalAPIError)):
             logging.getLogger(TapCustobar.name).error("Unexpected failure", exc_info=exc)
         message = " ".join(str(exc).split()) or exc.__class__.__name__
-        print(f"tap-custobar: error: {message}", file=sys.stderr)  # noqa: T201
+        print(f"tap-custobar: error: {message}", file=sys.stderr)
         sys.exit(1)
     if isinstance(code, int) and code:
         if TapCustobar.config_errors:
-            print(  # noqa: T201
-                "tap-custobar: error: invalid configuration: " + " ".join(TapCustobar.config_errors),
+            print(
+                "tap-custobar: error: invalid configuration: "
+                + " ".join(TapCustobar.config_errors),
                 file=sys.stderr,
             )
         sys.exit(code)
