@@ -15,9 +15,11 @@ BEGIN, END = "<!-- settings:begin -->", "<!-- settings:end -->"
 
 
 def about_settings_table() -> str:
-    about = subprocess.run(  # noqa: S603 - our own interpreter and module
+    about = subprocess.run(
         [sys.executable, "-m", "tap_custobar", "--about", "--format=markdown"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     lines = about.split("## Settings", 1)[1].strip().splitlines()
     return "\n".join(line for line in lines if line.startswith("|"))

@@ -1,0 +1,41 @@
+# tap-custobar: `make demo` (first try), `make test` (the whole suite), `make install`,
+# `make readme` (settings table from --about).
+#
+# Two virtualenvs so that Meltano's dependencies can never clash with the tap's:
+#   .venv          the project, editable, with its test extra (pytest, psycopg)
+#   .meltano-venv  meltano itself; `meltano install` then builds each plugin's own venv
+#                  under .meltano/ (the tap editable from this folder).
+
+PYTHON ?= python3
+MELTANO_VERSION := 4.4.1
+VENV := .venv
+MELTANO_VENV := .meltano-venv
+MELTANO := $(MELTANO_VENV)/bin/meltano
+
+.PHONY: install demo test readme
+
+install: $(VENV)/.installed $(MELTANO_VENV)/.installed-$(MELTANO_VERSION)
+	$(MELTANO) install
+
+# Re-run pip only when pyproject.toml changed since the last install (or the venv is new).
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+# The stamp names the version: changing MELTANO_VERSION reinstalls.
+$(MELTANO_VENV)/.installed-$(MELTANO_VERSION):
+	test -x $(MELTANO_VENV)/bin/python || $(PYTHON) -m venv $(MELTANO_VENV)
+	$(MELTANO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'meltano==$(MELTANO_VERSION)'
+	touch $@
+
+# Sandbox -> tap-custobar -> target-jsonl; prints what landed under output/.
+demo: install
+	bash scripts/demo.sh
+
+test: install
+	$(VENV)/bin/python -m pytest
+
+# The README's settings table, from `tap-custobar --about --format=markdown`.
+readme: $(VENV)/.installed
+	$(VENV)/bin/python scripts/sync_readme_settings.py

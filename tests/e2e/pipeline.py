@@ -1,0 +1,153 @@
+"""Running the real `meltano` CLI of this project as a subprocess, with settings from the env."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import typing as t
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.sandbox import TEST_TOKEN
+from tests.sandbox.server import decode_cursor
+
+if t.TYPE_CHECKING:
+    from tests.e2e.postgres import PostgresCluster
+
+ROOT = Path(__file__).resolve().parents[2]
+MELTANO = ROOT / ".meltano-venv" / "bin" / "meltano"
+MELTANO_VERSION = "4.4.1"
+# Plugin and Meltano settings from the developer's shell must not reach the runs.
+FOREIGN_ENV_PREFIXES = ("TAP_CUSTOBAR_", "TARGET_POSTGRES_", "TARGET_JSONL_", "MELTANO_")
+
+
+def redact(text: str) -> str:
+    """Output safe to show: the sandbox token replaced (the leak check runs before this)."""
+    return text.replace(TEST_TOKEN, "<TOKEN>")
+
+
+@dataclass
+class MeltanoResult:
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def tail(self, chars: int = 6000) -> str:
+        return redact(self.output[-chars:])
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without plugin settings, plus quiet, plain-text output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN_ENV_PREFIXES)}
+    env.update({"NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+@dataclass
+class Meltano:
+    """The project's meltano CLI, run in the project folder."""
+
+    executable: Path = MELTANO
+    base_env: dict[str, str] = field(default_factory=clean_env)
+
+    def __call__(
+        self, *args: str, env: t.Mapping[str, str] | None = None, timeout: float = 300
+    ) -> MeltanoResult:
+        done = subprocess.run(  # noqa: S603 - our own meltano, fixed arguments
+            [str(self.executable), *args],
+            cwd=ROOT,
+            env={**self.base_env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        result = MeltanoResult(list(args), done.returncode, done.stdout, done.stderr)
+        if TEST_TOKEN in result.output:
+            # Never show the text: it holds the token.
+            pytest.fail(f"the API token appeared in the output of `meltano {' '.join(args[:2])}`")
+        return result
+
+    def ok(self, *args: str, **kwargs: t.Any) -> MeltanoResult:
+        """Run; fail the test with the (redacted) end of the output when meltano fails."""
+        result = self(*args, **kwargs)
+        if result.returncode != 0:
+            pytest.fail(
+                f"`meltano {' '.join(args)}` exited {result.returncode}:\n{result.tail()}",
+                pytrace=False,
+            )
+        return result
+
+    def run_pipeline(
+        self,
+        loader: str,
+        *,
+        env: t.Mapping[str, str],
+        state_suffix: str,
+        extra: t.Sequence[str] = (),
+    ) -> MeltanoResult:
+        """`meltano --environment=sandbox run tap-custobar <loader>` under its own state id."""
+        return self.ok(
+            "--environment=sandbox",
+            "run",
+            "--state-id-suffix",
+            state_suffix,
+            *extra,
+            "tap-custobar",
+            loader,
+            env=env,
+        )
+
+
+def tap_env(sandbox: t.Any, **settings: str) -> dict[str, str]:
+    """The tap's settings as environment variables, pointing at `sandbox`."""
+    env = {
+        "TAP_CUSTOBAR_BASE_URL": sandbox.url,
+        "TAP_CUSTOBAR_API_TOKEN": TEST_TOKEN,
+        "TAP_CUSTOBAR_MIN_REQUEST_INTERVAL": "0",
+        "TAP_CUSTOBAR_MAX_RETRIES": "2",
+        "TAP_CUSTOBAR_REQUEST_TIMEOUT": "30",
+        # Several pages per stream and per event type.
+        "TAP_CUSTOBAR_PAGE_SIZE": "100",
+    }
+    env.update({f"TAP_CUSTOBAR_{name.upper()}": value for name, value in settings.items()})
+    return env
+
+
+def postgres_env(postgres: PostgresCluster, schema: str, **settings: str) -> dict[str, str]:
+    """target-postgres pointed at the throwaway cluster, loading into `schema`."""
+    env = {
+        "TARGET_POSTGRES_SQLALCHEMY_URL": postgres.sqlalchemy_url,
+        "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": schema,
+    }
+    env.update({f"TARGET_POSTGRES_{name.upper()}": value for name, value in settings.items()})
+    return env
+
+
+def effective_params(entry: t.Mapping[str, t.Any]) -> dict[str, str]:
+    """A logged sandbox request's query, with a next_url cursor decoded to what it stands for."""
+    params = {name: values[-1] for name, values in entry["params"].items()}
+    if "cursor" in params:
+        pairs, _offset = decode_cursor(params["cursor"])
+        params = dict(pairs)
+    return params
+
+
+def read_jsonl(folder: Path, stream: str) -> list[dict]:
+    """The records target-jsonl wrote for `stream` (do_timestamp_file off: `<stream>.jsonl`)."""
+    path = folder / f"{stream}.jsonl"
+    assert path.is_file(), f"no {path.name} in {sorted(p.name for p in folder.iterdir())}"
+    with path.open(encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def jsonl_env(folder: Path) -> dict[str, str]:
+    return {"TARGET_JSONL_DESTINATION_PATH": str(folder), "TARGET_JSONL_DO_TIMESTAMP_FILE": "false"}
