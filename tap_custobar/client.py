@@ -16,6 +16,7 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.streams.rest import HTTPRequest, PageContext
 
 from tap_custobar import fastpath, schemas
+from tap_custobar.bookmarks import BookmarkTracker
 from tap_custobar.datetimes import normalize_datetime, parse_instant
 from tap_custobar.discovery import csv_header
 from tap_custobar.http import TokenAuth, custobar_reason, retry_after_seconds
@@ -66,8 +67,8 @@ class CustobarStream(RESTStream[str | None]):
         self._bad_datetimes: set[str] = set()
         self._reported_unknown: set[str] = set()
         self._expect_json = True
-        self._run_latest: dict[tuple, tuple[dt.datetime, str]] = {}
-        self._unordered: set[tuple] = set()
+        self.bookmarks = BookmarkTracker()
+        self._completed_version: int | None = None
 
     # --- settings and request basics -------------------------------------------------
 
@@ -117,7 +118,7 @@ class CustobarStream(RESTStream[str | None]):
         )
 
     def get_new_paginator(self) -> NextUrlPaginator:
-        return NextUrlPaginator(self.settings.origin, self._seen_next_urls)
+        return NextUrlPaginator(self.settings.origin, self._seen_next_urls, self.name)
 
     def get_http_request(self, *, page: PageContext) -> HTTPRequest:
         request = super().get_http_request(page=page)
@@ -182,13 +183,13 @@ class CustobarStream(RESTStream[str | None]):
         except msgspec.DecodeError as exc:
             content_type = response.headers.get("Content-Type", "unknown")
             raise RetriableAPIError(
-                f"{self.name}: unreadable response body from {self.path} (content type "
+                f"unreadable response body from {self.path} (content type "
                 f"{content_type}, {len(response.content)} bytes: {exc.__class__.__name__})",
                 response,
             ) from None
         if not isinstance(payload, dict) or not isinstance(payload.get(self.records_key), list):
             raise RetriableAPIError(
-                f"{self.name}: a {response.status_code} response from {self.path} without "
+                f"a {response.status_code} response from {self.path} without "
                 f"the '{self.records_key}' list",
                 response,
             )
@@ -197,7 +198,7 @@ class CustobarStream(RESTStream[str | None]):
     def response_error_message(self, response: requests.Response) -> str:
         # Not the SDK's default: that one includes the whole body, which can hold customer data.
         reason = custobar_reason(response)
-        message = f"{self.name}: {response.status_code} {response.reason} from {self.path}"
+        message = f"{response.status_code} {response.reason} from {self.path}"
         return f"{message}: {reason}" if reason else message
 
     def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
@@ -234,9 +235,8 @@ class CustobarStream(RESTStream[str | None]):
 
     def backoff_handler(self, details: t.Any) -> None:
         self.logger.warning(
-            "%s: %s; retry %d of %d in %.1f s",
-            self.name,
-            describe_failure(details.get("exception"), self.path),
+            "%s; retry %d of %d in %.1f s",
+            describe_failure(details.get("exception"), self.path, stream=self.name),
             details.get("tries", 0),
             self.backoff_max_tries() - 1,
             details.get("wait", 0.0),
@@ -248,12 +248,16 @@ class CustobarStream(RESTStream[str | None]):
         for page in self.get_pages(context):
             yield from page
             # The consumer has emitted every record of the page by now: safe to checkpoint.
+            self.checkpoint_page(context)
             self._write_state_message()
 
     def get_pages(self, context: Context | None) -> t.Iterator[list[dict]]:
         """The pages of this stream or partition; completes its bookmark at the end."""
+        if self.replication_key:
+            self.begin_bookmark(context)
         yield from self.read_pages(context)
-        self.complete_bookmark(context)
+        if self.replication_key:
+            self.complete_bookmark(context)
 
     def read_pages(self, context: Context | None) -> t.Iterator[list[dict]]:
         """The queries of this stream or partition, page by page (sales: day by day)."""
@@ -297,8 +301,9 @@ class CustobarStream(RESTStream[str | None]):
         try:
             return send(prepared, context)  # type: ignore[no-any-return]
         except _RETRIED_EXCEPTIONS as exc:
+            tries = self.backoff_max_tries()
             raise FatalAPIError(
-                f"{self.name}: giving up after {self.backoff_max_tries()} tries: "
+                f"{self.name}: giving up after {tries} {'try' if tries == 1 else 'tries'}: "
                 f"{describe_failure(exc, self.path)}"
             ) from None
 
@@ -429,14 +434,23 @@ class CustobarStream(RESTStream[str | None]):
     def _sync_records(
         self, context: Context | None = None, *, write_messages: bool = True
     ) -> t.Generator[dict, t.Any, t.Any]:
-        # Overridden to report skipped records once per stream, and to take the page path.
+        # Overridden to take the page path, to send ACTIVATE_VERSION once the table is
+        # complete, and to report skipped records once per stream.
         try:
             if write_messages and self.fast_path_applies():
                 yield from self._sync_pages(context)
             else:
                 yield from super()._sync_records(context, write_messages=write_messages)
+            if self._completed_version is not None and write_messages:
+                super()._write_activate_version_message(self._completed_version)
         finally:
             self.report_skipped()
+
+    def _write_activate_version_message(self, full_table_version: int) -> None:
+        # The SDK sends ACTIVATE_VERSION before the first record, and a target that
+        # hard-deletes older versions then empties the table for the whole load (or for
+        # good, if the run fails). Sent after the last record instead: see _sync_records.
+        self._completed_version = full_table_version
 
     def _sync_pages(self, context: Context | None) -> t.Generator[dict, t.Any, t.Any]:
         """The SDK's record loop (singer-sdk pinned <0.55) with per-record work done per page:
@@ -487,6 +501,7 @@ class CustobarStream(RESTStream[str | None]):
         if self.replication_key:
             for record in records:
                 self._increment_stream_state(record, context=context)
+            self.checkpoint_page(context)
         return records
 
     # --- bookmarks --------------------------------------------------------------------
@@ -494,42 +509,49 @@ class CustobarStream(RESTStream[str | None]):
     def _increment_stream_state(
         self, latest_record: Record, *, context: Context | None = None
     ) -> None:
-        # Bookmarks compare as instants and never move back (the SDK compares strings and,
-        # with its sort check off, would overwrite the bookmark with an older value). Once a
-        # partition's records arrive out of order, a mid-stream bookmark could pass records
-        # still to come, so it waits for the partition's end (complete_bookmark).
+        # The SDK calls this per record; the bookmark moves per page (see bookmarks.py).
         value = latest_record.get(self.replication_key) if self.replication_key else None
-        if not isinstance(value, str):
-            return
-        instant = parse_instant(value)
+        if isinstance(value, str):
+            self.bookmarks.note(partition_key(context), value)
+
+    def begin_bookmark(self, context: Context | None) -> None:
+        value = self.get_context_state(context).get("replication_key_value")
+        self.bookmarks.begin(partition_key(context), value)
+
+    def checkpoint_page(self, context: Context | None) -> None:
+        """Decide the bookmark after a page whose records have all been emitted."""
         key = partition_key(context)
-        latest = self._run_latest.get(key)
-        if latest is not None and instant < latest[0] and key not in self._unordered:
-            self._unordered.add(key)
+        outcome = self.bookmarks.close_page(key)
+        if outcome.became_unordered:
             self.logger.warning(
-                "%s%s: records arrive out of %s order; the bookmark advances only when this "
-                "partition completes",
+                "%s%s: records arrive out of %s order; the bookmark stays where this run "
+                "found it until the partition completes",
                 self.name,
                 self.partition_label(context),
                 self.replication_key,
             )
-        if latest is None or instant > latest[0]:
-            self._run_latest[key] = latest = (instant, value)
-        if key not in self._unordered:
+            self.restore_bookmark(context, self.bookmarks.start_value(key))
+        if outcome.advance_to is not None:
+            self.advance_bookmark(context, *outcome.advance_to)
+
+    def complete_bookmark(self, context: Context | None) -> None:
+        latest = self.bookmarks.complete(partition_key(context))
+        if latest is not None:
             self.advance_bookmark(context, *latest)
 
     def advance_bookmark(self, context: Context | None, instant: dt.datetime, value: str) -> None:
-        state = self.get_context_state(context)
         current = self.bookmark(context)
         if current is None or instant > current:
+            self.restore_bookmark(context, value)
+
+    def restore_bookmark(self, context: Context | None, value: t.Any) -> None:
+        state = self.get_context_state(context)
+        if value is None:
+            state.pop("replication_key_value", None)
+        else:
             state["replication_key"] = self.replication_key
             state["replication_key_value"] = value
-            self.state_manager.is_flushed = False
-
-    def complete_bookmark(self, context: Context | None) -> None:
-        key = partition_key(context)
-        if key in self._unordered and key in self._run_latest:
-            self.advance_bookmark(context, *self._run_latest[key])
+        self.state_manager.is_flushed = False
 
     def bookmark(self, context: Context | None) -> dt.datetime | None:
         """The stored bookmark of this stream or partition, as an instant."""
@@ -547,12 +569,13 @@ def partition_key(context: Context | None) -> tuple:
     return tuple(sorted((context or {}).items()))
 
 
-def describe_failure(exc: BaseException | None, path: str) -> str:
+def describe_failure(exc: BaseException | None, path: str, *, stream: str = "") -> str:
     """A one-line description of a failed request: status or exception, and the path only."""
-    if isinstance(exc, RetriableAPIError) and exc.response is not None:
-        return str(exc.args[0]) if exc.args else f"{exc.response.status_code} on {path}"
+    prefix = f"{stream}: " if stream else ""
+    if isinstance(exc, RetriableAPIError) and exc.args:
+        return f"{prefix}{exc.args[0]}"  # "<status> <reason> from <path>..." or a body problem
     if exc is None:
-        return f"request to {path} failed"
+        return f"{prefix}request to {path} failed"
     kinds: dict[type[BaseException], str] = {
         requests.exceptions.ConnectTimeout: "connection timed out",
         requests.exceptions.ReadTimeout: "read timed out",
@@ -565,4 +588,4 @@ def describe_failure(exc: BaseException | None, path: str) -> str:
             if isinstance(exc, (requests.exceptions.ConnectionError, ConnectionResetError))
             else exc.__class__.__name__
         )
-    return f"{kind} ({exc.__class__.__name__}) on {urlsplit(path).path}"
+    return f"{prefix}{kind} ({exc.__class__.__name__}) on {urlsplit(path).path}"

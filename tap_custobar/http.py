@@ -6,7 +6,7 @@ import email.utils
 import threading
 import time
 import typing as t
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from singer_sdk.exceptions import FatalAPIError
@@ -64,16 +64,16 @@ class CustobarSession(requests.Session):
 
     def get_redirect_target(self, resp: requests.Response) -> str | None:
         target = super().get_redirect_target(resp)
-        if target:
-            absolute = urljoin(resp.url, target)
-            self.check_same_origin(absolute, what=f"redirect ({resp.status_code})")
+        if target and normalize_origin(urljoin(resp.url, target)) != self.origin:
+            resp.close()  # refused: hand the connection back before failing
+            self.check_same_origin(urljoin(resp.url, target), what=f"redirect ({resp.status_code})")
         return target
 
     def check_same_origin(self, url: str, *, what: str) -> None:
         if normalize_origin(url) != self.origin:
             raise OffOriginError(
-                f"Refusing to follow a {what} to {normalize_origin(url)}: it is not the "
-                f"configured origin {self.origin} (check base_url / company)."
+                f"Refusing a {what} to {normalize_origin(url)} ({urlsplit(url).path}): it is "
+                f"not the configured origin {self.origin}, so nothing is sent there."
             )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from singer_sdk.exceptions import FatalAPIError
@@ -25,10 +25,11 @@ class NextUrlPaginator(BaseAPIPaginator[str | None]):
     origin, and a URL seen twice in one stream is a loop (fatal, never requested).
     """
 
-    def __init__(self, origin: str, seen: set[str]) -> None:
+    def __init__(self, origin: str, seen: set[str], stream: str) -> None:
         super().__init__(None)
         self.origin = origin
         self.seen = seen
+        self.stream = stream
 
     def get_next(self, response: requests.Response) -> str | None:
         next_url = self.next_url(response)
@@ -36,8 +37,9 @@ class NextUrlPaginator(BaseAPIPaginator[str | None]):
             return None
         if next_url in self.seen:
             raise NextUrlLoopError(
-                "The API returned a next_url already followed in this stream "
-                "(pagination loop); stopping instead of re-reading pages."
+                f"{self.stream}: the API returned a next_url ({urlsplit(next_url).path}) "
+                "already followed in this stream (a pagination loop); stopping instead of "
+                "reading pages again."
             )
         self.seen.add(next_url)
         return next_url
@@ -51,8 +53,9 @@ class NextUrlPaginator(BaseAPIPaginator[str | None]):
         absolute = urljoin(response.url, str(next_url))
         if normalize_origin(absolute) != self.origin:
             raise OffOriginError(
-                f"Refusing next_url on {normalize_origin(absolute)}: it is not the "
-                f"configured origin {self.origin}."
+                f"{self.stream}: refusing a next_url to {normalize_origin(absolute)} "
+                f"({urlsplit(absolute).path}): it is not the configured origin {self.origin}, "
+                "so nothing is sent there."
             )
         return absolute
 

@@ -144,7 +144,9 @@ def test_pacing_spaces_request_starts(sandbox) -> None:
     starts = sorted(r["t_start"] for r in sandbox.requests)
     assert len(starts) >= 6
     gaps = [b - a for a, b in zip(starts, starts[1:])]
-    assert min(gaps) >= 0.14
+    # The sandbox stamps a request after reading its headers: allow it some jitter.
+    assert min(gaps) >= 0.12
+    assert sum(gaps) / len(gaps) >= 0.15
 
 
 def test_state_is_written_after_every_page(sandbox) -> None:
