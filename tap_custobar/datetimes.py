@@ -25,7 +25,11 @@ def parse_instant(value: str, zone: dt.tzinfo = UTC) -> dt.datetime:
 
     Raises ValueError when the text is not an ISO date or date-time.
     """
-    parsed = dt.datetime.fromisoformat(value.strip())
+    text = value.strip()
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        parsed = dt.datetime.fromisoformat(text.upper())  # `t` / `z` are valid ISO 8601 too
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone)
     return parsed.astimezone(UTC)

@@ -43,6 +43,8 @@ def test_event_id_ignores_key_order_but_not_values() -> None:
         ("2026-02-01T12:30:00.250Z", "UTC", "2026-02-01T12:30:00.250000Z"),
         ("2026-02-01", "UTC", "2026-02-01T00:00:00Z"),
         ("2026-02-01 12:30:00+00:00", "UTC", "2026-02-01T12:30:00Z"),
+        ("2026-02-01t12:30:00z", "UTC", "2026-02-01T12:30:00Z"),
+        ("2026-02-01T12:30:00.123+0200", "UTC", "2026-02-01T10:30:00.123000Z"),
     ],
 )
 def test_datetimes_become_the_same_instant_in_utc(value: str, zone: str, expected: str) -> None:
