@@ -322,7 +322,9 @@ class CustobarStream(RESTStream[str | None]):
         records: list[dict] = []
         for context in self.discovery_contexts():
             base = dict(context or {})
-            names.extend(csv_header(self.fetch({**base, "format": "csv", "limit": 1}).text))
+            header = self.fetch({**base, "format": "csv", "limit": 1}).content
+            # UTF-8 whatever the Content-Type says (requests would guess Latin-1 for text/*).
+            names.extend(csv_header(header.decode("utf-8-sig", errors="replace")))
             response = self.fetch({**base, "limit": sample_size}, expect_json=True)
             records.extend(response.custobar_payload[self.records_key])  # type: ignore[attr-defined]
         return names, records
