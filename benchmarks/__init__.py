@@ -1,0 +1,1 @@
+"""Benchmarks of tap-custobar against the local sandbox; run ``python -m benchmarks.bench``."""
