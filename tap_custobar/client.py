@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import typing as t
 from functools import cached_property
 from urllib.parse import urlsplit
@@ -179,7 +180,7 @@ class CustobarStream(RESTStream[str | None]):
     def parse_payload(self, response: requests.Response) -> None:
         """Decode the body once and keep it on the response for records and next_url."""
         try:
-            payload = msgspec.json.decode(response.content)
+            payload = decode_page(response.content)
         except msgspec.DecodeError as exc:
             content_type = response.headers.get("Content-Type", "unknown")
             raise RetriableAPIError(
@@ -327,6 +328,7 @@ class CustobarStream(RESTStream[str | None]):
             names.extend(csv_header(header.decode("utf-8-sig", errors="replace")))
             response = self.fetch({**base, "limit": sample_size}, expect_json=True)
             records.extend(response.custobar_payload[self.records_key])  # type: ignore[attr-defined]
+            thaw_pages()
         return names, records
 
     def fetch(self, params: dict, *, expect_json: bool = False) -> requests.Response:
@@ -363,32 +365,41 @@ class CustobarStream(RESTStream[str | None]):
                     name,
                 )
 
+    @cached_property
+    def required_fields(self) -> tuple[str, ...]:
+        """The keys a record must carry to be loaded and bookmarked."""
+        return (*self.primary_keys, *((self.replication_key,) if self.replication_key else ()))
+
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:
-        if self.known_fields is not None and not row.keys() <= self.known_fields:
+        known = self.known_fields
+        if known is not None and not row.keys() <= known:
             self.drop_unknown_fields(row)
         zone = self.settings.zone
         for name in self.datetime_fields:
             value = row.get(name)
-            if isinstance(value, str):
+            if value.__class__ is str:
                 try:
                     row[name] = normalize_datetime(value, zone)
                 except ValueError:
                     if name == self.replication_key:
                         self.skip(f"{name} is not a date-time")
                         return None
-                    if name not in self._bad_datetimes:
-                        self._bad_datetimes.add(name)
-                        self.logger.warning(
-                            "%s: field %s holds a value that is not an ISO date-time; "
-                            "passing it through unchanged",
-                            self.name,
-                            name,
-                        )
-        for key in (*self.primary_keys, *((self.replication_key,) if self.replication_key else ())):
+                    self.report_bad_datetime(name)
+        for key in self.required_fields:
             if row.get(key) in (None, ""):
                 self.skip(f"missing {key}")
                 return None
         return row
+
+    def report_bad_datetime(self, name: str) -> None:
+        if name not in self._bad_datetimes:
+            self._bad_datetimes.add(name)
+            self.logger.warning(
+                "%s: field %s holds a value that is not an ISO date-time; passing it through "
+                "unchanged",
+                self.name,
+                name,
+            )
 
     def skip(self, why: str) -> None:
         """Count a record that cannot be loaded or bookmarked (reported at the end)."""
@@ -440,12 +451,13 @@ class CustobarStream(RESTStream[str | None]):
         # complete, and to report skipped records once per stream.
         try:
             if write_messages and self.fast_path_applies():
-                yield from self._sync_pages(context)
+                self._sync_pages(context)  # yields nothing: sync() only drains this generator
             else:
                 yield from super()._sync_records(context, write_messages=write_messages)
             if self._completed_version is not None and write_messages:
                 super()._write_activate_version_message(self._completed_version)
         finally:
+            thaw_pages()
             self.report_skipped()
 
     def _write_activate_version_message(self, full_table_version: int) -> None:
@@ -454,7 +466,7 @@ class CustobarStream(RESTStream[str | None]):
         # good, if the run fails). Sent after the last record instead: see _sync_records.
         self._completed_version = full_table_version
 
-    def _sync_pages(self, context: Context | None) -> t.Generator[dict, t.Any, t.Any]:
+    def _sync_pages(self, context: Context | None) -> None:
         """The SDK's record loop (singer-sdk pinned <0.55) with per-record work done per page:
         the same contexts, state, metrics and messages."""
         record_counter = self.get_record_counter()
@@ -468,10 +480,9 @@ class CustobarStream(RESTStream[str | None]):
                 partition = self._get_state_partition_context(current)
                 self._write_starting_replication_value(current)
                 for page in self.get_pages(current):
-                    records = self.emit_page(page, current, partition)
-                    record_counter.increment(len(records))
+                    record_counter.increment(self.emit_page(page, current, partition))
                     self._write_state_message()
-                    yield from records
+                    del page  # one parsed page at a time
                 if current == partition:
                     self._finalize_state(self.get_context_state(current))
         if not context:
@@ -480,22 +491,25 @@ class CustobarStream(RESTStream[str | None]):
 
     def emit_page(
         self, page: list[dict], context: Context | None, partition: Context | None
-    ) -> list[dict]:
+    ) -> int:
         """Post-process, conform and write one page's RECORD messages; bookmark them."""
         extracted = utc_now()
+        post_process, conform, plan = self.post_process, fastpath.conform, self.conform_plan
+        context_items = tuple((partition or {}).items())
+        deselected = self.deselected_fields
         records = []
         for row in page:
-            record = self.post_process(row, context)
+            record = post_process(row, context)
             if record is None:
                 continue
-            for key, value in (partition or {}).items():
+            for key, value in context_items:
                 record.setdefault(key, value)
-            if self.deselected_fields:
-                for name in self.deselected_fields & record.keys():
+            if deselected:
+                for name in deselected & record.keys():
                     del record[name]
-            records.append(fastpath.conform(self.conform_plan, record))
+            records.append(conform(plan, record))
         if not records:
-            return records
+            return 0
         self._tap.message_writer.write_lines(  # type: ignore[attr-defined]
             fastpath.record_lines(self.name, records, self._stream_version, extracted)
         )
@@ -504,7 +518,7 @@ class CustobarStream(RESTStream[str | None]):
             for record in records:
                 self._increment_stream_state(record, context=context)
             self.checkpoint_page(context)
-        return records
+        return len(records)
 
     # --- bookmarks --------------------------------------------------------------------
 
@@ -565,6 +579,30 @@ class CustobarStream(RESTStream[str | None]):
             return parse_instant(str(value))
         except ValueError:
             return None
+
+
+def decode_page(body: bytes) -> t.Any:
+    """Decode a JSON page out of the cyclic GC's sight.
+
+    A page is hundreds of thousands of acyclic objects, freed by reference counting once
+    written; collections triggered while allocating and emitting them cost more than the
+    decoding. So the GC is paused while decoding and the page is frozen (moved to the
+    permanent generation, which collections skip) until the stream ends (thaw_pages).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        gc.collect(0)  # young garbage is collected, not frozen with the page
+        payload = msgspec.json.decode(body)
+        gc.freeze()
+        return payload
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def thaw_pages() -> None:
+    gc.unfreeze()
 
 
 def partition_key(context: Context | None) -> tuple:

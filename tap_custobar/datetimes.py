@@ -37,12 +37,12 @@ def parse_instant(value: str, zone: dt.tzinfo = UTC) -> dt.datetime:
 
 def format_utc(instant: dt.datetime) -> str:
     """Render an aware instant as `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`."""
-    return instant.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
+    return instant.astimezone(UTC).isoformat()[:-6] + "Z"  # drop the "+00:00"
 
 
 def normalize_datetime(value: str, zone: dt.tzinfo = UTC) -> str:
     """Return the same instant in UTC with `Z` (raises ValueError for non-dates)."""
-    if len(value) == 20 and value[-1] == "Z" and value[10] == "T":
+    if len(value) == 20 and value[19] == "Z" and value[10] == "T":
         dt.datetime.fromisoformat(value)  # already canonical: only check it is a real instant
         return value
     if zone is UTC and len(value) == 19 and value[10] == "T":

@@ -55,13 +55,18 @@ def compile_object(schema: dict, *, root: bool = False) -> ObjectPlan:
 
 
 def compile_property(prop: dict) -> t.Any:
+    """The work a property's values need, or None when they pass through unchanged."""
     if is_uniform_list(prop):
         items = prop["items"]
-        if is_object_type(items) and "properties" in items:
-            return ListPlan(compile_object(items))
-        return ListPlan(compile_primitive(items))
+        item = (
+            compile_object(items)
+            if is_object_type(items) and "properties" in items
+            else compile_primitive(items)
+        )
+        return None if is_noop(item) else ListPlan(item)
     if is_object_type(prop) and "properties" in prop:
-        return compile_object(prop)
+        plan = compile_object(prop)
+        return None if is_noop(plan) else plan
     return compile_primitive(prop)
 
 
@@ -71,6 +76,12 @@ def compile_primitive(prop: dict) -> str | None:
     return BOOLEAN if _is_exclusive_boolean_type(prop) else None
 
 
+def is_noop(plan: t.Any) -> bool:
+    return plan is None or (
+        isinstance(plan, ObjectPlan) and plan.allowed is None and not plan.steps
+    )
+
+
 def conform(plan: ObjectPlan, record: dict) -> dict:
     """Conform a record in place (values are JSON-native: no datetimes or bytes)."""
     if plan.allowed is not None and not record.keys() <= plan.allowed:
@@ -78,8 +89,8 @@ def conform(plan: ObjectPlan, record: dict) -> dict:
             del record[name]
     for name, step in plan.steps:
         value = record.get(name)
-        if value is None:
-            continue
+        if value is None or value is True or value is False:
+            continue  # None stays None, and a JSON boolean is already what the SDK makes
         record[name] = conform_value(step, value)
     return record
 
@@ -93,8 +104,7 @@ def conform_value(step: t.Any, value: t.Any) -> t.Any:
         item = step.item
         if isinstance(item, ObjectPlan):
             return [conform(item, v) if isinstance(v, dict) else v for v in value]
-        if item is not None:
-            return [None if v is None else conform_value(item, v) for v in value]
+        return [None if v is None else conform_value(item, v) for v in value]
     return value
 
 
