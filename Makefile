@@ -12,7 +12,7 @@ VENV := .venv
 MELTANO_VENV := .meltano-venv
 MELTANO := $(MELTANO_VENV)/bin/meltano
 
-.PHONY: install demo test readme
+.PHONY: install demo test readme bench
 
 install: $(VENV)/.installed $(MELTANO_VENV)/.installed-$(MELTANO_VERSION)
 	$(MELTANO) install
@@ -39,3 +39,11 @@ test: install
 # The README's settings table, from `tap-custobar --about --format=markdown`.
 readme: $(VENV)/.installed
 	$(VENV)/bin/python scripts/sync_readme_settings.py
+
+# Throughput and memory against the raw limit (never a test): `make bench N=1000000`.
+N ?= 1000000
+RUNS ?= 3
+bench: $(VENV)/.installed
+	$(VENV)/bin/python -m benchmarks.bench --customers $(N) --runs $(RUNS) --streams customers
+	$(VENV)/bin/python -m benchmarks.bench --customers $(shell expr $(N) / 10) --runs $(RUNS)
+	$(VENV)/bin/python -m benchmarks.bench --customers $(N) --memory-check --runs 1

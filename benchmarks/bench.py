@@ -330,6 +330,7 @@ class Commands:
         self.page_size = page_size
         self.workdir = workdir
         self.tap = tap_executable()
+        self.sdk_path = False  # True: the SDK's per-record path (benchmarks/tap_sdk_path.py)
         self.tap_env = tap_env  # None: this process's environment (the working tree's tap)
         self.raw_gc = "off"
         self.config = workdir / f"config-{sandbox.sizes['customers']}.json"
@@ -353,7 +354,8 @@ class Commands:
         ]  # fmt: skip
 
     def tap_for(self, stream: str) -> list[str]:
-        return [self.tap, "--config", str(self.config), "--catalog", str(self.catalog_for(stream))]
+        tap = [sys.executable, "-m", "benchmarks.tap_sdk_path"] if self.sdk_path else [self.tap]
+        return [*tap, "--config", str(self.config), "--catalog", str(self.catalog_for(stream))]
 
     def catalog_for(self, stream: str) -> Path:
         """A discovered catalog with only ``stream`` selected (discovery itself is not timed)."""
@@ -583,6 +585,7 @@ def with_sandbox(
             f"sandbox up at {sandbox.url} after {sandbox.startup_seconds:.1f} s (not measured)"
         )
         commands = Commands(sandbox, args.page_size, workdir, args.tap_env)
+        commands.sdk_path = args.sdk_path
         commands.raw_gc = args.raw_gc
         results = {}
         for stream in streams:
@@ -709,6 +712,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--raw-gc", choices=("on", "off"), default="off",
         help="the raw client's cyclic garbage collector (default off: see raw_client.py)",
     )  # fmt: skip
+    parser.add_argument(
+        "--sdk-path",
+        action="store_true",
+        help="run the tap with its page-at-a-time path off (the SDK's per-record path)",
+    )
     parser.add_argument(
         "--tap-ref",
         help="measure tap_custobar/ as of this git ref (e.g. HEAD, a commit) instead of the "

@@ -24,6 +24,33 @@ def test_event_id_matches_the_design_test_vector() -> None:
     assert event_id(event) == "fd5848e87d6263e7935bb4d54d61b8096a4a28a9b7658d416b47ff4bc612abcd"
 
 
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"s": "\x00\x1f\n\r\t\b\f\"\\/\x7f\u2028é😀東京", "type": "BROWSE"},
+        {"nested": {"z": [1, {"b": None, "a": True}], "a": -0}, "big": 10**30},
+        {"f": 1e16, "g": 1e-7, "h": 0.1, "i": -2.5e-300, "j": 1.0},
+        {"deep": [{"x": [1.5]}]},
+        {"Ä": 1, "a": 2, "Z": 3, "😀": 4, "é": 5},
+    ],
+)
+def test_event_id_is_the_json_dumps_definition(event: dict) -> None:
+    import hashlib
+    import json
+
+    definition = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert event_id(event) == hashlib.sha256(definition.encode("utf-8")).hexdigest()
+
+
+def test_event_id_is_the_definition_on_every_sandbox_event(dataset) -> None:
+    import hashlib
+    import json
+
+    for event in dataset.records["events"]:
+        text = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert event_id(event) == hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def test_event_id_ignores_key_order_but_not_values() -> None:
     a = {"type": "BROWSE", "date": "2026-02-01T12:30:00Z", "url": "/ä"}
     b = {"url": "/ä", "date": "2026-02-01T12:30:00Z", "type": "BROWSE"}
