@@ -42,13 +42,49 @@ def format_utc(instant: dt.datetime) -> str:
 
 def normalize_datetime(value: str, zone: dt.tzinfo = UTC) -> str:
     """Return the same instant in UTC with `Z` (raises ValueError for non-dates)."""
-    if len(value) == 20 and value[19] == "Z" and value[10] == "T":
+    size = len(value)
+    if size == 20 and value[19] == "Z" and value[10] == "T":
         dt.datetime.fromisoformat(value)  # already canonical: only check it is a real instant
         return value
-    if zone is UTC and len(value) == 19 and value[10] == "T":
+    if zone is UTC and size == 19 and value[10] == "T":
         dt.datetime.fromisoformat(value)  # naive, and naive means UTC: append the Z
         return value + "Z"
+    if size == 25 and value[19] in "+-" and value[23:25] == "00":
+        return _whole_hour_offset_to_utc(value)
     return format_utc(parse_instant(value, zone))
+
+
+# "YYYY-MM-DDTHH±HH:00" -> the same hour in UTC, "YYYY-MM-DDTHH"
+_UTC_HOURS: dict[str, str] = {}
+_UTC_HOURS_LIMIT = 1 << 16
+
+
+def _whole_hour_offset_to_utc(value: str) -> str:
+    """`YYYY-MM-DDTHH:MM:SS±HH:00` in UTC.
+
+    A whole-hour offset changes only the date and hour, so that conversion is computed
+    once per (hour, offset) and reused: formatting a datetime costs several times a dict
+    lookup, and this runs for every datetime of every record.
+    """
+    tail = value[13:19]  # ":MM:SS", unchanged by the conversion
+    digits = tail[1:3] + tail[4:6]
+    if not (
+        tail[0] == ":"
+        and tail[3] == ":"
+        and digits.isascii()
+        and digits.isdecimal()
+        and tail[1:3] <= "59"
+        and tail[4:6] <= "59"
+    ):
+        return format_utc(parse_instant(value))  # anything unusual takes the full parse
+    key = value[:13] + value[19:]
+    hour = _UTC_HOURS.get(key)
+    if hour is None:
+        hour = format_utc(parse_instant(value[:13] + ":00:00" + value[19:]))[:13]
+        if len(_UTC_HOURS) >= _UTC_HOURS_LIMIT:
+            _UTC_HOURS.clear()
+        _UTC_HOURS[key] = hour
+    return hour + tail + "Z"
 
 
 def parse_bound(value: str, zone: dt.tzinfo) -> tuple[dt.datetime, bool]:

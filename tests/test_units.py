@@ -120,3 +120,29 @@ def test_custobar_reason_is_short_and_never_a_whole_body() -> None:
     assert custobar_reason(response_with({"Content-Type": "text/html"}, html, 502)) == ""
     long_text = b"x" * 1000
     assert len(custobar_reason(response_with({"Content-Type": "text/plain"}, long_text, 400))) == 200
+
+
+def test_whole_hour_offsets_agree_with_a_full_parse() -> None:
+    import random
+
+    from tap_custobar.datetimes import format_utc, parse_instant
+
+    rng = random.Random(3)
+    for _ in range(5000):
+        value = (
+            f"{rng.randint(1999, 2031)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+            f"T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}"
+            f"{rng.choice('+-')}{rng.randint(0, 14):02d}:00"
+        )
+        assert normalize_datetime(value) == format_utc(parse_instant(value)), value
+        assert normalize_datetime(value) == normalize_datetime(value)  # cached the same
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2026-02-01T12:30:61+02:00", "2026-02-01T12:3a:00+02:00", "2026-02-30T12:30:00+02:00",
+     "2026-02-01T24:30:00+02:00", "2026-02-01T12:30:00+25:00", "2026-02-01T12:３0:00+02:00"],
+)
+def test_malformed_offset_datetimes_are_rejected(value: str) -> None:
+    with pytest.raises(ValueError):
+        normalize_datetime(value)
