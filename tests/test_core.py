@@ -171,3 +171,23 @@ def test_about_and_discover_from_the_command_line(sandbox) -> None:
     assert streams["sales"]["key_properties"] == ["sale_external_id", "external_id"]
     assert streams["events"]["replication_key"] == "date"
     assert TEST_TOKEN not in json.dumps(catalog)
+
+
+def test_records_without_keys_are_skipped_and_reported_once_per_stream(sandbox, caplog) -> None:
+    import logging
+
+    sandbox.add("customers", {"first_name": "No Key", "email": "nokey@example.com"})
+    sandbox.add("customers", {"external_id": "", "first_name": "Empty Key"})
+    sandbox.add("sales", {"sale_external_id": "S-NODATE", "external_id": "S-NODATE-1"})
+    sandbox.add("events", {"type": "BROWSE", "customer_id": "C000001"})  # no date
+    sandbox.add("events", {"type": "BROWSE", "date": "not a date"})
+    with caplog.at_level(logging.WARNING):
+        run = run_tap(sandbox_config(sandbox, page_size=100, event_types=["BROWSE"]))
+    reports = [r.getMessage() for r in caplog.records if "without their key" in r.getMessage()]
+    assert sorted(m.split(":")[0] for m in reports) == ["customers", "events", "sales"]
+    assert any(m.startswith("customers: skipped 2 record(s)") for m in reports)
+    assert any(m.startswith("events: skipped 2 record(s)") for m in reports)
+    assert all("nokey@example.com" not in m for m in reports), "never record contents"
+    assert len(run.records["customers"]) == len(sandbox.records("customers")) - 2
+    assert all(r["external_id"] for r in run.records["customers"])
+    assert "S-NODATE" not in {r["sale_external_id"] for r in run.records["sales"]}
