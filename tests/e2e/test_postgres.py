@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import typing as t
 from dataclasses import dataclass, field
 
@@ -11,6 +12,7 @@ import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from tap_custobar.discovery import PERMISSIVE_SCHEMA
 from tests.e2e.expected import (
     CENTS,
     STREAMS,
@@ -241,3 +243,55 @@ def test_second_run_loads_changes_and_applies_deletes(
     ]
     assert event_queries
     assert all("date.gte" in query for query in event_queries), event_queries[:3]
+
+
+def test_select_rules_load_only_the_selected_columns(
+    meltano, postgres, pg, pg_schema, sandbox, state_suffix
+):
+    # Meltano's `select` extra, given through the environment as meltano.yml would give it.
+    select = ["customers.external_id", "customers.email", "customers.acme__points", "sales.*"]
+    meltano.run_pipeline(
+        "target-postgres",
+        env={
+            **tap_env(sandbox),
+            **postgres_env(postgres, pg_schema),
+            "TAP_CUSTOBAR__SELECT": json.dumps(select),
+            # Meltano's `schema` extra: the type discovery gives a field no sample carried.
+            "TAP_CUSTOBAR__SCHEMA": json.dumps({"sales": {"acme__rare_flag": PERMISSIVE_SCHEMA}}),
+        },
+        state_suffix=state_suffix,
+    )
+    customers = read_table(pg, pg_schema, "customers")
+    data_columns = {c for c in customers.columns if not c.startswith("_sdc_")}
+    assert data_columns == {"external_id", "email", "acme__points"}
+    source = {r["external_id"]: r for r in sandbox.records("customers")}
+    assert customers.by_key.keys() == {(k,) for k in source}
+    for (key,), row in customers.by_key.items():
+        assert row["email"] == source[key].get("email")
+        assert row["acme__points"] == source[key].get("acme__points")
+    # The request named exactly the selected fields (plus the key), so Custobar sent less.
+    fields = {
+        r["params"]["fields"][0]
+        for r in sandbox.requests
+        if r["stream"] == "customers" and "fields" in r["params"]
+    }
+    assert {frozenset(f.split(",")) for f in fields} == {
+        frozenset({"external_id", "email", "acme__points"})
+    }
+    # sales.* keeps every sales column, custom fields included; unselected streams load nothing.
+    sales = read_table(pg, pg_schema, "sales")
+    assert {"sale_total", "acme__profile", "acme__rare_flag"} <= set(sales.columns)
+    # A field no discovery sample carried gets a permissive type: target-postgres makes it jsonb.
+    assert sales.columns["acme__rare_flag"] == "jsonb"
+    flagged = [r for r in sandbox.records("sales") if "acme__rare_flag" in r]
+    assert flagged
+    for record in flagged:
+        row = sales.by_key[(record["sale_external_id"], record["external_id"])]
+        assert row["acme__rare_flag"] == record["acme__rare_flag"]
+    tables = {
+        name
+        for (name,) in pg.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (pg_schema,)
+        ).fetchall()
+    }
+    assert tables == {"customers", "sales"}
