@@ -19,6 +19,8 @@ from tap_custobar.datetimes import parse_instant
 if t.TYPE_CHECKING:
     import datetime as dt
 
+CANONICAL_LENGTH = len("2026-02-01T12:30:00Z")
+
 
 @dataclass
 class PartitionRun:
@@ -57,17 +59,32 @@ class BookmarkTracker:
         run = self._runs.get(key)
         if run is None or not run.page:
             return PageOutcome(None, became_unordered=False)
-        instants = [parse_instant(value) for value in run.page]
-        ordered = all(a <= b for a, b in itertools.pairwise(instants)) and (
-            run.latest is None or instants[0] >= run.latest[0]
-        )
-        top = max(range(len(instants)), key=instants.__getitem__)
-        if run.latest is None or instants[top] > run.latest[0]:
-            run.latest = (instants[top], run.page[top])
+        ordered, top = self._order_and_top(run)
+        if run.latest is None or top[0] > run.latest[0]:
+            run.latest = top
         run.page = []
         became_unordered = not ordered and not run.unordered
         run.unordered = run.unordered or not ordered
         return PageOutcome(None if run.unordered else run.latest, became_unordered)
+
+    @staticmethod
+    def _order_and_top(run: PartitionRun) -> tuple[bool, tuple[dt.datetime, str]]:
+        """Whether the page continues the run in order, and its latest value."""
+        values = run.page
+        previous = run.latest[1] if run.latest else None
+        if all(len(v) == CANONICAL_LENGTH for v in values) and (
+            previous is None or len(previous) == CANONICAL_LENGTH
+        ):
+            # `YYYY-MM-DDTHH:MM:SSZ` strings sort as their instants: no parsing per record.
+            ordered = all(a <= b for a, b in itertools.pairwise(values))
+            ordered = ordered and (previous is None or values[0] >= previous)
+            top_value = max(values)
+            return ordered, (parse_instant(top_value), top_value)
+        instants = [parse_instant(value) for value in values]
+        ordered = all(a <= b for a, b in itertools.pairwise(instants))
+        ordered = ordered and (run.latest is None or instants[0] >= run.latest[0])
+        top = max(range(len(instants)), key=instants.__getitem__)
+        return ordered, (instants[top], values[top])
 
     def complete(self, key: tuple) -> tuple[dt.datetime, str] | None:
         """The value to advance to once the partition is complete."""

@@ -42,6 +42,26 @@ def test_event_id_is_the_json_dumps_definition(event: dict) -> None:
     assert event_id(event) == hashlib.sha256(definition.encode("utf-8")).hexdigest()
 
 
+def test_event_id_is_the_definition_for_floats_of_every_magnitude() -> None:
+    import hashlib
+    import json
+    import math
+    import random
+    import struct
+
+    rng = random.Random(5)
+    floats = [0.0, -0.0, 1e-4, 9.999999999999999e-05, 9999999999999998.0, 1e16, 392.755]
+    floats += [rng.random() * 10.0**e for e in range(-30, 30)]
+    while len(floats) < 3000:
+        value = struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0]
+        if math.isfinite(value):
+            floats.append(value)
+    for value in floats:
+        event = {"type": "BROWSE", "x": {"y": [value]}}
+        text = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert event_id(event) == hashlib.sha256(text.encode("utf-8")).hexdigest(), value
+
+
 def test_event_id_is_the_definition_on_every_sandbox_event(dataset) -> None:
     import hashlib
     import json
