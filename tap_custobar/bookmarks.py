@@ -55,6 +55,9 @@ class BookmarkTracker:
     def note(self, key: tuple, value: str) -> None:
         self._runs.setdefault(key, PartitionRun(None)).page.append(value)
 
+    def note_page(self, key: tuple, values: list[str]) -> None:
+        self._runs.setdefault(key, PartitionRun(None)).page.extend(values)
+
     def close_page(self, key: tuple) -> PageOutcome:
         run = self._runs.get(key)
         if run is None or not run.page:

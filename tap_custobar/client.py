@@ -366,6 +366,11 @@ class CustobarStream(RESTStream[str | None]):
                 )
 
     @cached_property
+    def zone(self) -> dt.tzinfo:
+        """api_timezone: where datetimes without an offset are read."""
+        return self.settings.zone
+
+    @cached_property
     def required_fields(self) -> tuple[str, ...]:
         """The keys a record must carry to be loaded and bookmarked."""
         return (*self.primary_keys, *((self.replication_key,) if self.replication_key else ()))
@@ -374,7 +379,7 @@ class CustobarStream(RESTStream[str | None]):
         known = self.known_fields
         if known is not None and not row.keys() <= known:
             self.drop_unknown_fields(row)
-        zone = self.settings.zone
+        zone = self.zone
         for name in self.datetime_fields:
             value = row.get(name)
             if value.__class__ is str:
@@ -514,9 +519,9 @@ class CustobarStream(RESTStream[str | None]):
             fastpath.record_lines(self.name, records, self._stream_version, extracted)
         )
         self.state_manager.is_flushed = False
-        if self.replication_key:
-            for record in records:
-                self._increment_stream_state(record, context=context)
+        if bookmark_field := self.replication_key:
+            values = [r[bookmark_field] for r in records if r.get(bookmark_field).__class__ is str]
+            self.bookmarks.note_page(partition_key(context), values)
             self.checkpoint_page(context)
         return len(records)
 

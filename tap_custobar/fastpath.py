@@ -110,12 +110,17 @@ def conform_value(step: t.Any, value: t.Any) -> t.Any:
 
 def record_lines(
     stream: str, records: list[dict], version: int | None, extracted: dt.datetime
-) -> bytes:
-    """RECORD messages, one JSON line each, for a page of records."""
+) -> bytearray:
+    """RECORD messages, one JSON line each, for a page of records (encoded in one buffer)."""
     head = b'{"type":"RECORD","stream":' + _encoder.encode(stream) + b',"record":'
     tail = b""
     if version is not None:
         tail += b',"version":' + _encoder.encode(version)
     tail += b',"time_extracted":' + _encoder.encode(extracted) + b"}\n"
-    encode = _encoder.encode
-    return b"".join([head + encode(record) + tail for record in records])
+    lines = bytearray()
+    encode_into = _encoder.encode_into
+    for record in records:
+        lines += head
+        encode_into(record, lines, -1)
+        lines += tail
+    return lines
