@@ -46,6 +46,10 @@ _RETRIED_EXCEPTIONS = (
 )
 
 
+class RetriesExhaustedError(FatalAPIError):
+    """A request still failed after every retry."""
+
+
 class CustobarStream(RESTStream[str | None]):
     """One Custobar data API resource: `/api/data/<name>/` answering `{"<name>": [...]}`."""
 
@@ -303,7 +307,7 @@ class CustobarStream(RESTStream[str | None]):
             return send(prepared, context)  # type: ignore[no-any-return]
         except _RETRIED_EXCEPTIONS as exc:
             tries = self.backoff_max_tries()
-            raise FatalAPIError(
+            raise RetriesExhaustedError(
                 f"{self.name}: giving up after {tries} {'try' if tries == 1 else 'tries'}: "
                 f"{describe_failure(exc, self.path)}"
             ) from None
@@ -323,9 +327,19 @@ class CustobarStream(RESTStream[str | None]):
         records: list[dict] = []
         for context in self.discovery_contexts():
             base = dict(context or {})
-            header = self.fetch({**base, "format": "csv", "limit": 1}).content
-            # UTF-8 whatever the Content-Type says (requests would guess Latin-1 for text/*).
-            names.extend(csv_header(header.decode("utf-8-sig", errors="replace")))
+            try:
+                header = self.fetch({**base, "format": "csv", "limit": 1}).content
+            except RetriesExhaustedError:
+                raise  # unreachable: no point asking for the JSON sample too
+            except FatalAPIError as exc:
+                self.logger.warning(
+                    "%s: no CSV field list (%s); discovering from the JSON sample only",
+                    self.name,
+                    exc,
+                )
+            else:
+                # UTF-8 whatever the Content-Type says (requests would guess Latin-1 for text/*).
+                names.extend(csv_header(header.decode("utf-8-sig", errors="replace")))
             response = self.fetch({**base, "limit": sample_size}, expect_json=True)
             records.extend(response.custobar_payload[self.records_key])  # type: ignore[attr-defined]
             thaw_pages()

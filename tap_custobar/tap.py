@@ -11,7 +11,7 @@ import click
 from singer_sdk import Tap
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
 
-from tap_custobar.client import CustobarStream
+from tap_custobar.client import CustobarStream, RetriesExhaustedError
 from tap_custobar.discovery import extend_schema
 from tap_custobar.http import CustobarSession
 from tap_custobar.settings import (
@@ -89,14 +89,24 @@ class TapCustobar(Tap):
         if not self.config.get("discover_custom_fields", True):
             self.logger.info("discover_custom_fields is off: the catalog has the built-in fields")
             return streams
-        try:
-            return [self.with_custom_fields(stream) for stream in streams]
-        except Exception as exc:  # discovery must still produce a catalog
-            self.logger.warning(
-                "Custom-field discovery failed (%s); the catalog has the built-in fields only",
-                " ".join(str(exc).split()) or exc.__class__.__name__,
-            )
-            return [stream_type(tap=self) for stream_type in STREAM_TYPES]
+        discovered: list[Stream] = []
+        for stream in streams:
+            try:
+                discovered.append(self.with_custom_fields(stream))
+            except RetriesExhaustedError as exc:  # unreachable: every stream would wait again
+                self.logger.warning(
+                    "Custom-field discovery failed (%s); the catalog has the built-in fields only",
+                    " ".join(str(exc).split()),
+                )
+                return [stream_type(tap=self) for stream_type in STREAM_TYPES]
+            except Exception as exc:  # discovery must still produce a catalog
+                self.logger.warning(
+                    "%s: custom-field discovery failed (%s); this stream keeps its built-in fields",
+                    stream.name,
+                    " ".join(str(exc).split()) or exc.__class__.__name__,
+                )
+                discovered.append(type(stream)(tap=self))
+        return discovered
 
     def with_custom_fields(self, stream: CustobarStream) -> CustobarStream:
         names, samples = stream.sample(DISCOVERY_SAMPLE_SIZE)

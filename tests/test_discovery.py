@@ -100,3 +100,25 @@ def test_discovery_off_or_unreachable_gives_the_builtin_catalog(sandbox, capsys,
     assert "acme__points" not in catalog["customers"]["schema"]["properties"]
     failures = [r.getMessage() for r in caplog.records if "discovery failed" in r.getMessage()]
     assert len(failures) == 1 and "/api/data/customers/" in failures[0]
+
+
+def test_a_refused_csv_request_still_discovers_from_the_json_sample(sandbox, capsys, caplog) -> None:
+    sandbox.inject("400", stream="customers", times=1, reason="format=csv is not supported")
+    with caplog.at_level(logging.WARNING):
+        catalog = discover(sandbox_config(sandbox), capsys)
+    assert catalog["customers"]["schema"]["properties"]["acme__points"] == {
+        "type": ["integer", "null"]
+    }
+    assert any("no CSV field list" in r.getMessage() for r in caplog.records)
+
+
+def test_one_failing_stream_keeps_its_builtin_fields_and_others_are_discovered(
+    sandbox, capsys, caplog
+) -> None:
+    sandbox.inject("403", stream="products", times=2)
+    with caplog.at_level(logging.WARNING):
+        catalog = discover(sandbox_config(sandbox), capsys)
+    assert "acme__points" not in catalog["products"]["schema"]["properties"]
+    assert "acme__points" in catalog["customers"]["schema"]["properties"]
+    assert "acme__points" in catalog["sales"]["schema"]["properties"]
+    assert any(r.getMessage().startswith("products: custom-field discovery failed") for r in caplog.records)
