@@ -138,7 +138,9 @@ class CustobarStream(RESTStream[str | None]):
             params["fields"] = ",".join(fields)
         params.update(self.query_params(page.stream_context))
         request.params = params
-        request.safe_query_chars = ",:+"
+        request.safe_query_chars = (
+            ",:"  # fields=a,b and datetimes stay readable; "+" must be escaped
+        )
         return request
 
     def query_params(self, context: Context | None) -> dict[str, t.Any]:

@@ -191,3 +191,16 @@ def test_records_without_keys_are_skipped_and_reported_once_per_stream(sandbox, 
     assert len(run.records["customers"]) == len(sandbox.records("customers")) - 2
     assert all(r["external_id"] for r in run.records["customers"])
     assert "S-NODATE" not in {r["sale_external_id"] for r in run.records["sales"]}
+
+
+def test_filter_values_are_escaped_but_field_lists_are_not(sandbox) -> None:
+    wanted = next(c for c in sandbox.records("customers") if c.get("phone_number"))
+    config = sandbox_config(sandbox, filters={"customers": {"phone_number": wanted["phone_number"]}})
+    catalog = run_tap_cli(config, args=["--discover"]).messages[0]
+    select_properties(catalog, "customers", ["external_id", "phone_number", "email"])
+    sandbox.clear_requests()
+    run = run_tap(config, catalog=catalog)
+    query = next(r["query"] for r in sandbox.requests if r["stream"] == "customers")
+    assert "phone_number=%2B" in query  # a raw "+" would reach Custobar as a space
+    assert "fields=external_id,phone_number,email" in query or "fields=external_id,email,phone_number" in query
+    assert [c["external_id"] for c in run.records["customers"]] == [wanted["external_id"]]
