@@ -138,9 +138,8 @@ class CustobarStream(RESTStream[str | None]):
             params["fields"] = ",".join(fields)
         params.update(self.query_params(page.stream_context))
         request.params = params
-        request.safe_query_chars = (
-            ",:"  # fields=a,b and datetimes stay readable; "+" must be escaped
-        )
+        # fields=a,b stays readable; "+" is escaped, or it would arrive as a space.
+        request.safe_query_chars = ",:"
         return request
 
     def query_params(self, context: Context | None) -> dict[str, t.Any]:
