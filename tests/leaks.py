@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-TEST_TOKEN = "cbsbx_TESTTOKEN_7f3a9c1e5b2d4f60a8e1c3b5d7f9a2c4e6b8d0f1"
+from tests.sandbox.server import TEST_TOKEN
+
+__all__ = ["TEST_TOKEN", "check_no_token"]
 
 scanned = {"texts": 0, "chars": 0}
 
