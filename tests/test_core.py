@@ -204,3 +204,23 @@ def test_filter_values_are_escaped_but_field_lists_are_not(sandbox) -> None:
     assert "phone_number=%2B" in query  # a raw "+" would reach Custobar as a space
     assert "fields=external_id,phone_number,email" in query or "fields=external_id,email,phone_number" in query
     assert [c["external_id"] for c in run.records["customers"]] == [wanted["external_id"]]
+
+
+def test_activate_version_follows_a_complete_full_table_read_only(sandbox) -> None:
+    run = run_tap(sandbox_config(sandbox, page_size=50, event_types=["BROWSE"]))
+    for stream in ("customers", "products"):
+        kinds = [(i, m["type"]) for i, m in enumerate(run.messages) if m.get("stream") == stream]
+        activate = [i for i, kind in kinds if kind == "ACTIVATE_VERSION"]
+        records = [i for i, kind in kinds if kind == "RECORD"]
+        assert len(activate) == 1 and activate[0] > max(records), stream
+        version = run.messages[activate[0]]["version"]
+        assert {m["version"] for m in run.messages if m["type"] == "RECORD" and m["stream"] == stream} == {version}
+    assert not any(
+        m["type"] == "ACTIVATE_VERSION" for m in run.messages if m.get("stream") in ("sales", "events")
+    )
+    # A read that fails part-way sends none: a hard-deleting target must delete nothing.
+    sandbox.inject("503", stream="customers", after=2, times=None)
+    failed = run_tap_cli(sandbox_config(sandbox, page_size=50, max_retries=0, event_types=["BROWSE"]))
+    assert failed.returncode == 1 and "giving up" in failed.stderr.splitlines()[-1]
+    assert len(failed.records["customers"]) == 100  # two pages emitted before the failure
+    assert not [m for m in failed.messages if m["type"] == "ACTIVATE_VERSION"]
