@@ -38,14 +38,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture(scope="session")
-def dataset():  # noqa: ANN201 - tests.sandbox.Dataset
+def dataset():
     from tests.sandbox import generate_dataset
 
     return generate_dataset(customers=250, products=60, sales=150, events_per_type=120, seed=1)
 
 
 @pytest.fixture
-def sandbox(dataset):  # noqa: ANN001, ANN201 - a fresh server (own records, log, faults) per test
+def sandbox(dataset):
     from tests.sandbox import Sandbox
 
     with Sandbox(dataset=dataset, token=TEST_TOKEN) as server:

@@ -92,7 +92,7 @@ def run_tap_cli(
         if state is not None:
             argv += ["--state", _write(tmp, "state", state)]
         argv += list(args)
-        done = subprocess.run(  # noqa: S603 - our own interpreter and module
+        done = subprocess.run(
             argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False,
         )

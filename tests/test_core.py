@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import itertools
 import json
 
 import pytest
@@ -143,7 +144,7 @@ def test_pacing_spaces_request_starts(sandbox) -> None:
     run_tap(sandbox_config(sandbox, page_size=100, min_request_interval=0.15, event_types=[]))
     starts = sorted(r["t_start"] for r in sandbox.requests)
     assert len(starts) >= 6
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     # The sandbox stamps a request after reading its headers: allow it some jitter.
     assert min(gaps) >= 0.12
     assert sum(gaps) / len(gaps) >= 0.15

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import itertools
 import json
 import math
 import os
@@ -373,7 +374,7 @@ def test_killed_run_resumes_from_the_last_state_it_printed(tmp_path) -> None:
         ]
         lines: list[str] = []
         stderr = (tmp_path / "stderr.txt").open("w", encoding="utf-8")
-        with stderr, subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        with stderr, subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=ROOT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         ) as process:
@@ -588,13 +589,13 @@ def test_out_of_order_record_neither_aborts_nor_is_lost(sandbox) -> None:
         got = emitted(run, "events", event_type)
         assert event_ids(got) == event_ids(raw_events(sandbox, event_type))
         values = [instant(r["date"]) for r in got]
-        assert any(a > b for a, b in zip(values, values[1:])), "the switch should reorder a pair"
+        assert any(a > b for a, b in itertools.pairwise(values)), "the switch should reorder a pair"
         top = max(instant(e["date"]) for e in raw_events(sandbox, event_type))
         assert instant(bookmarks_of(run.final_state)[("events", event_type)]) == top
     got_sales = emitted(run, "sales")
     assert sale_keys(got_sales) == sale_keys(sandbox.records("sales"))
     values = [instant(r["sale_date"]) for r in got_sales]
-    assert any(a > b for a, b in zip(values, values[1:]))
+    assert any(a > b for a, b in itertools.pairwise(values))
     top = max(instant(s["sale_date"]) for s in sandbox.records("sales"))
     assert instant(bookmarks_of(run.final_state)[("sales", None)]) == top
     # And incrementally, from that state, with the switch still on.

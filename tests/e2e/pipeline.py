@@ -61,7 +61,7 @@ class Meltano:
     def __call__(
         self, *args: str, env: t.Mapping[str, str] | None = None, timeout: float = 300
     ) -> MeltanoResult:
-        done = subprocess.run(  # noqa: S603 - our own meltano, fixed arguments
+        done = subprocess.run(
             [str(self.executable), *args],
             cwd=ROOT,
             env={**self.base_env, **(env or {})},

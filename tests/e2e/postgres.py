@@ -93,7 +93,7 @@ class PostgresCluster:
         return ["su", SERVER_USER, "-s", "/bin/sh", "-c", shlex.join(args)]
 
     def _run(self, args: list[str], timeout: float = 120) -> None:
-        result = subprocess.run(  # noqa: S603 - the PostgreSQL binaries, fixed arguments
+        result = subprocess.run(
             self._command(args),
             capture_output=True,
             text=True,
@@ -155,7 +155,7 @@ class PostgresCluster:
         ]  # fmt: skip
         try:
             if (self.data_dir / "postmaster.pid").exists():
-                subprocess.run(  # noqa: S603 - pg_ctl, fixed arguments
+                subprocess.run(
                     self._command(stop), capture_output=True, timeout=60, check=False
                 )
         finally:

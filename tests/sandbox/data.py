@@ -220,7 +220,7 @@ class _Context:
 
     def random_for(self, stream: str) -> random.Random:
         # A string seed is hashed with SHA-512: stable across runs and PYTHONHASHSEED.
-        return random.Random(f"{self.seed}:{stream}")  # noqa: S311 - test data, not secrets
+        return random.Random(f"{self.seed}:{stream}")
 
 
 def generate_dataset(
