@@ -105,3 +105,15 @@ def test_cli_config_error_exits_non_zero_with_one_last_sentence(sandbox) -> None
     assert "start_date: '2026-02-30'" in last and "page_size: 20000" in last
     assert "Traceback" not in run.stderr
     assert not sandbox.requests, "configuration is validated before any request"
+
+
+def test_undocumented_event_type_is_accepted_with_a_warning(caplog) -> None:
+    import logging
+
+    tap = TapCustobar(config={**BASE, "event_types": ["BROWSE", "SMS_CLICK"]}, validate_config=True)
+    with caplog.at_level(logging.WARNING):
+        assert tap.settings.event_types == ("BROWSE", "SMS_CLICK")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "event_types: SMS_CLICK is not a documented Custobar event type; reading it anyway"
+    ]
