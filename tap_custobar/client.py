@@ -474,7 +474,7 @@ class CustobarStream(RESTStream[str | None]):
                 self._sync_pages(context)  # yields nothing: sync() only drains this generator
             else:
                 yield from super()._sync_records(context, write_messages=write_messages)
-            if self._completed_version is not None and write_messages:
+            if self._completed_version is not None:  # also after BATCH messages' records
                 super()._write_activate_version_message(self._completed_version)
         finally:
             thaw_pages()

@@ -225,3 +225,29 @@ def test_activate_version_follows_a_complete_full_table_read_only(sandbox) -> No
     assert failed.returncode == 1 and "giving up" in failed.stderr.splitlines()[-1]
     assert len(failed.records["customers"]) == 100  # two pages emitted before the failure
     assert not [m for m in failed.messages if m["type"] == "ACTIVATE_VERSION"]
+
+
+def test_batch_messages_carry_every_record(sandbox, tmp_path) -> None:
+    import gzip
+
+    config = sandbox_config(
+        sandbox,
+        page_size=100,
+        event_types=["BROWSE"],
+        batch_config={
+            "encoding": {"format": "jsonl", "compression": "gzip"},
+            "storage": {"root": f"file://{tmp_path}", "prefix": "batch-"},
+        },
+    )
+    run = run_tap(config)
+    batches = [m for m in run.messages if m["type"] == "BATCH"]
+    assert {m["stream"] for m in batches} == set(STREAMS)
+    counted: dict[str, int] = {}
+    for message in batches:
+        for url in message["manifest"]:
+            with gzip.open(url.removeprefix("file://"), "rt", encoding="utf-8") as lines:
+                counted[message["stream"]] = counted.get(message["stream"], 0) + sum(1 for _ in lines)
+    assert counted["customers"] == len(sandbox.records("customers"))
+    assert counted["sales"] == len(sandbox.records("sales"))
+    activates = [m["stream"] for m in run.messages if m["type"] == "ACTIVATE_VERSION"]
+    assert sorted(activates) == ["customers", "products"]
