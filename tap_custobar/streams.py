@@ -9,7 +9,7 @@ import typing as t
 
 import msgspec
 
-from tap_custobar.client import CustobarStream
+from tap_custobar.client import CustobarStream, partition_key
 from tap_custobar.datetimes import parse_instant, utc_day
 
 if t.TYPE_CHECKING:
@@ -67,34 +67,48 @@ class IncrementalStream(CustobarStream):
     """A stream read from a day onwards: the bookmark's day minus lookback, else start_date."""
 
     is_sorted = True  # requests carry order=<replication key>
-    check_sorted = (
-        False  # an out-of-order record must not abort the run (see _increment_stream_state)
-    )
+    # An out-of-order record must not abort the run (see CustobarStream._increment_stream_state).
+    check_sorted = False
 
-    def window_start(self, context: Context | None) -> tuple[dt.date | None, bool]:
-        """First day to request, and whether it came from start_date (not a bookmark)."""
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._from_start_date: dict[tuple, bool] = {}
+
+    def window_start(self, context: Context | None) -> dt.date | None:
+        """First day to request: the bookmark's day minus lookback, else start_date's day.
+
+        Records before start_date are trimmed only when the read starts from it (not from a
+        bookmark), which post_process learns from what this returns.
+        """
         bookmark = self.bookmark(context)
+        self._from_start_date[partition_key(context)] = bookmark is None
         if bookmark is not None:
             lookback = int(self.config.get("lookback_days", 1))
-            return utc_day(bookmark) - dt.timedelta(days=lookback), False
+            return utc_day(bookmark) - dt.timedelta(days=lookback)
         if self.settings.start is not None:
-            return utc_day(self.settings.start), True
-        return None, False
+            return utc_day(self.settings.start)
+        return None
 
     def last_day(self) -> dt.date | None:
         end = self.settings.end
         return None if end is None else utc_day(end - dt.timedelta(microseconds=1))
 
-    def in_window(self, value: str, *, from_start_date: bool) -> bool:
-        start = self.settings.start if from_start_date else None
-        if start is None and self.settings.end is None:
+    def in_window(self, value: str, context: Context | None) -> bool:
+        """Whether a replication value lies in [start_date, end_date] as the read asked."""
+        from_start = self._from_start_date.get(partition_key(context), False)
+        start = self.settings.start if from_start else None
+        end = self.settings.end
+        if start is None and end is None:
             return True  # no window to trim to: skip the parse
         instant = parse_instant(value)
-        if self.settings.end is not None and instant >= self.settings.end:
-            return False
-        return not (
-            from_start_date and self.settings.start is not None and instant < self.settings.start
-        )
+        return (end is None or instant < end) and (start is None or instant >= start)
+
+    def post_process(self, row: Record, context: Context | None = None) -> Record | None:
+        record = super().post_process(row, context)
+        key = t.cast("str", self.replication_key)  # set by every incremental stream
+        if record is None or not self.in_window(record[key], context):
+            return None
+        return record
 
 
 class EventsStream(IncrementalStream):
@@ -103,10 +117,6 @@ class EventsStream(IncrementalStream):
     name = "events"
     primary_keys = ("event_id",)
     replication_key = "date"
-
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._from_start_date: dict[str, bool] = {}
 
     @property
     def partitions(self) -> list[dict]:
@@ -128,8 +138,7 @@ class EventsStream(IncrementalStream):
 
     def query_params(self, context: Context | None) -> dict[str, t.Any]:
         assert context is not None  # events always run per type partition
-        start, from_start_date = self.window_start(context)
-        self._from_start_date[context["type"]] = from_start_date
+        start = self.window_start(context)
         params: dict[str, t.Any] = {"type": context["type"], "order": "date"}
         if start is not None:
             params["date.gte"] = start.isoformat()
@@ -139,11 +148,7 @@ class EventsStream(IncrementalStream):
 
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:
         row["event_id"] = event_id(row)  # of the event as received, before any change
-        record = super().post_process(row, context)
-        if record is None or context is None:
-            return record
-        from_start = self._from_start_date.get(context["type"], False)
-        return record if self.in_window(record["date"], from_start_date=from_start) else None
+        return super().post_process(row, context)
 
 
 class SalesStream(IncrementalStream):
@@ -156,10 +161,9 @@ class SalesStream(IncrementalStream):
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
         self._day: dt.date | None = None
-        self._from_start_date = False
 
     def read_pages(self, context: Context | None) -> t.Iterator[list[dict]]:
-        start, self._from_start_date = self.window_start(context)
+        start = self.window_start(context)
         if start is None:
             # No starting day: one pass over the whole table, oldest first.
             self._day = None
@@ -181,13 +185,3 @@ class SalesStream(IncrementalStream):
         if self._day is not None:
             params["sale_date"] = self._day.isoformat()
         return params
-
-    def post_process(self, row: Record, context: Context | None = None) -> Record | None:
-        record = super().post_process(row, context)
-        if record is None:
-            return None
-        return (
-            record
-            if self.in_window(record["sale_date"], from_start_date=self._from_start_date)
-            else None
-        )
