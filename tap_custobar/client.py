@@ -269,10 +269,6 @@ class CustobarStream(RESTStream[str | None]):
         """The queries of this stream or partition, page by page (sales: day by day)."""
         return self.request_pages(context)
 
-    def request_records(self, context: Context | None) -> t.Iterable[dict]:
-        for page in self.request_pages(context):
-            yield from page
-
     def request_pages(self, context: Context | None) -> t.Iterator[list[dict]]:
         """Page through one query, yielding each page's records as a list.
 
@@ -369,7 +365,7 @@ class CustobarStream(RESTStream[str | None]):
 
     def drop_unknown_fields(self, row: Record) -> None:
         """Drop properties the catalog lacks, saying so once per field (not silently)."""
-        for name in sorted(row.keys() - (self.known_fields or row.keys())):
+        for name in sorted(row.keys() - t.cast("frozenset[str]", self.known_fields)):
             del row[name]
             if name not in self._reported_unknown:
                 self._reported_unknown.add(name)
@@ -426,7 +422,6 @@ class CustobarStream(RESTStream[str | None]):
         self._skipped += 1
         if len(self._skipped_positions) < SKIPPED_POSITIONS_REPORTED:
             self._skipped_positions.append(f"page {self._page_number} ({why})")
-        return None
 
     def report_skipped(self) -> None:
         if self._skipped:
