@@ -11,15 +11,17 @@ partition completes.
 from __future__ import annotations
 
 import itertools
+import operator
 import typing as t
 from dataclasses import dataclass, field
 
-from tap_custobar.datetimes import parse_instant
+from tap_custobar.datetimes import parse_utc
 
 if t.TYPE_CHECKING:
     import datetime as dt
 
-CANONICAL_LENGTH = len("2026-02-01T12:30:00Z")
+SECONDS_LENGTH = len("2026-02-01T12:30:00Z")
+MICROSECONDS_LENGTH = len("2026-02-01T12:30:00.000000Z")
 
 
 @dataclass
@@ -75,15 +77,13 @@ class BookmarkTracker:
         """Whether the page continues the run in order, and its latest value."""
         values = run.page
         previous = run.latest[1] if run.latest else None
-        if all(len(v) == CANONICAL_LENGTH for v in values) and (
-            previous is None or len(previous) == CANONICAL_LENGTH
-        ):
-            # `YYYY-MM-DDTHH:MM:SSZ` strings sort as their instants: no parsing per record.
-            ordered = all(a <= b for a, b in itertools.pairwise(values))
-            ordered = ordered and (previous is None or values[0] >= previous)
-            top_value = max(values)
-            return ordered, (parse_instant(top_value), top_value)
-        instants = [parse_instant(value) for value in values]
+        keys = utc_sort_keys(values if previous is None else [previous, *values])
+        if keys is not None:  # no parsing per record
+            ordered = all(map(operator.le, keys, itertools.islice(keys, 1, None)))
+            page_keys = keys if previous is None else keys[1:]
+            top_value = values[page_keys.index(max(page_keys))]
+            return ordered, (parse_utc(top_value), top_value)
+        instants = [parse_utc(value) for value in values]
         ordered = all(a <= b for a, b in itertools.pairwise(instants))
         ordered = ordered and (run.latest is None or instants[0] >= run.latest[0])
         top = max(range(len(instants)), key=instants.__getitem__)
@@ -93,3 +93,17 @@ class BookmarkTracker:
         """The value to advance to once the partition is complete."""
         run = self._runs.get(key)
         return run.latest if run is not None else None
+
+
+def utc_sort_keys(values: list[str]) -> list[str] | None:
+    """Strings that sort as the instants of normalize_datetime's values; None for others.
+
+    `YYYY-MM-DDTHH:MM:SSZ` and `YYYY-MM-DDTHH:MM:SS.ffffffZ` each sort as their instants,
+    but not with each other ("." sorts before "Z"): the first gets a zero fraction.
+    """
+    lengths = set(map(len, values))
+    if lengths == {SECONDS_LENGTH}:
+        return values
+    if not lengths <= {SECONDS_LENGTH, MICROSECONDS_LENGTH}:
+        return None
+    return [v if len(v) == MICROSECONDS_LENGTH else v[:19] + ".000000Z" for v in values]

@@ -35,26 +35,54 @@ def parse_instant(value: str, zone: dt.tzinfo = UTC) -> dt.datetime:
     return parsed.astimezone(UTC)
 
 
+def parse_utc(value: str) -> dt.datetime:
+    """parse_instant for the `...Z` values normalize_datetime returns, without its detours."""
+    if value[-1:] == "Z":
+        try:
+            return dt.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    return parse_instant(value)
+
+
 def format_utc(instant: dt.datetime) -> str:
     """Render an aware instant as `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`."""
     return instant.astimezone(UTC).isoformat()[:-6] + "Z"  # drop the "+00:00"
 
 
 def normalize_datetime(value: str, zone: dt.tzinfo = UTC) -> str:
-    """Return the same instant in UTC with `Z` (raises ValueError for non-dates)."""
+    """Return the same instant in UTC with `Z` (raises ValueError for non-dates).
+
+    This runs for every datetime of every record, so the shapes APIs commonly send
+    (`...Z`, naive, whole-hour offsets, all in the `YYYY-MM-DDTHH:MM:SS` layout) skip the
+    datetime arithmetic; fromisoformat still checks each of them is a real instant.
+    """
     size = len(value)
-    if size == 20 and value[19] == "Z" and value[10] == "T":
-        dt.datetime.fromisoformat(value)  # already canonical: only check it is a real instant
-        return value
-    if zone is UTC and size == 19 and value[10] == "T":
-        dt.datetime.fromisoformat(value)  # naive, and naive means UTC: append the Z
-        return value + "Z"
-    if size == 25 and value[19] in "+-" and value[23:25] == "00":
-        return _whole_hour_offset_to_utc(value)
-    return format_utc(parse_instant(value, zone))
+    if (size == 20 or size == 19 or size == 25) and (
+        value[4] == "-" and value[7] == "-" and value[10] == "T" and value[13] == value[16] == ":"
+    ):
+        if size == 20:
+            if value[19] == "Z":
+                _fromisoformat(value)
+                return value
+        elif size == 19:
+            if zone is UTC:
+                _fromisoformat(value)  # naive, and naive means UTC: append the Z
+                return value + "Z"
+        elif value[22] == ":" and value[23:] == "00" and value[19] in "+-":
+            return _whole_hour_offset_to_utc(value)
+    try:
+        parsed = _fromisoformat(value)
+    except ValueError:
+        parsed = parse_instant(value, zone)  # lower-case or padded ISO text
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zone)
+    return parsed.astimezone(UTC).isoformat()[:-6] + "Z"
 
 
-# "YYYY-MM-DDTHH±HH:00" -> the same hour in UTC, "YYYY-MM-DDTHH"
+_fromisoformat = dt.datetime.fromisoformat
+
+# "YYYY-MM-DDTHH±HH" -> the same hour in UTC, "YYYY-MM-DDTHH"
 _UTC_HOURS: dict[str, str] = {}
 _UTC_HOURS_LIMIT = 1 << 16
 
@@ -64,27 +92,17 @@ def _whole_hour_offset_to_utc(value: str) -> str:
 
     A whole-hour offset changes only the date and hour, so that conversion is computed
     once per (hour, offset) and reused: formatting a datetime costs several times a dict
-    lookup, and this runs for every datetime of every record.
+    lookup.
     """
-    tail = value[13:19]  # ":MM:SS", unchanged by the conversion
-    digits = tail[1:3] + tail[4:6]
-    if not (
-        tail[0] == ":"
-        and tail[3] == ":"
-        and digits.isascii()
-        and digits.isdecimal()
-        and tail[1:3] <= "59"
-        and tail[4:6] <= "59"
-    ):
-        return format_utc(parse_instant(value))  # anything unusual takes the full parse
-    key = value[:13] + value[19:]
+    parsed = _fromisoformat(value)  # checks the minutes and seconds kept below
+    key = value[:13] + value[19:22]
     hour = _UTC_HOURS.get(key)
     if hour is None:
-        hour = format_utc(parse_instant(value[:13] + ":00:00" + value[19:]))[:13]
+        hour = parsed.astimezone(UTC).isoformat()[:13]
         if len(_UTC_HOURS) >= _UTC_HOURS_LIMIT:
             _UTC_HOURS.clear()
         _UTC_HOURS[key] = hour
-    return hour + tail + "Z"
+    return hour + value[13:19] + "Z"
 
 
 def parse_bound(value: str, zone: dt.tzinfo) -> tuple[dt.datetime, bool]:

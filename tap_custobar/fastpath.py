@@ -95,6 +95,22 @@ def conform(plan: ObjectPlan, record: dict) -> dict:
     return record
 
 
+def conform_page(plan: ObjectPlan, records: list[dict]) -> None:
+    """conform() each record of a page in place (the loop inlined: it runs per record)."""
+    if is_noop(plan):
+        return
+    allowed, steps = plan.allowed, plan.steps
+    for record in records:
+        if allowed is not None and not record.keys() <= allowed:
+            for name in record.keys() - allowed:
+                del record[name]
+        for name, step in steps:
+            value = record.get(name)
+            if value is None or value is True or value is False:
+                continue
+            record[name] = conform_value(step, value)
+
+
 def conform_value(step: t.Any, value: t.Any) -> t.Any:
     if step is BOOLEAN:
         return value != 0

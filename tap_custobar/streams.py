@@ -9,8 +9,8 @@ import typing as t
 
 import msgspec
 
-from tap_custobar.client import CustobarStream, partition_key
-from tap_custobar.datetimes import parse_instant, utc_day
+from tap_custobar.client import CustobarStream, decode_page, partition_key
+from tap_custobar.datetimes import parse_utc, utc_day
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context, Record
@@ -31,22 +31,59 @@ def event_id(event: dict) -> str:
     """
     if _holds_exponent_float(event):
         text = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        canonical = text.encode("utf-8")
-    else:
-        canonical = _SORTED_JSON.encode(event)
-    return hashlib.sha256(canonical).hexdigest()
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(_SORTED_JSON.encode(event)).hexdigest()
+
+
+def set_event_ids(events: list[dict], *, may_hold_exponent_float: bool = True) -> None:
+    """Set each event's event_id(); pages known to hold no exponent-form float (see
+    ExponentFloatWatch) skip looking for one, in a loop of their own (it runs per event)."""
+    if may_hold_exponent_float:
+        for event in events:
+            event["event_id"] = event_id(event)
+        return
+    encode, sha256 = _SORTED_JSON.encode, hashlib.sha256
+    for event in events:
+        event["event_id"] = sha256(encode(event)).hexdigest()
+
+
+def _is_exponent_float(value: float) -> bool:
+    """Whether repr() writes the float in exponent form: nonzero, below 1e-4 or from 1e16."""
+    return bool(value) and not 1e-4 <= abs(value) < 1e16
 
 
 def _holds_exponent_float(value: dict | list) -> bool:
-    """A float that repr() writes in exponent form: nonzero, below 1e-4 or from 1e16."""
     for item in value.values() if value.__class__ is dict else value:  # type: ignore[union-attr]
         kind = item.__class__
         if kind is float:
-            if item and not 1e-4 <= abs(item) < 1e16:
+            if _is_exponent_float(item):
                 return True
         elif (kind is dict or kind is list) and _holds_exponent_float(item):
             return True
     return False
+
+
+class ExponentFloatWatch:
+    """Decodes pages noting whether one held an exponent-form float (msgspec's float_hook).
+
+    Most pages hold none, and then no event of the page needs looking through for one.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+
+        def float_hook(text: str, _float: type[float] = float) -> float:
+            value = _float(text)
+            if value and not 1e-4 <= abs(value) < 1e16:
+                self.seen = True
+            return value
+
+        self._decoder = msgspec.json.Decoder(float_hook=float_hook)
+
+    def decode(self, body: bytes) -> t.Any:
+        """Decode a body; `seen` then tells whether it held an exponent-form float."""
+        self.seen = False
+        return self._decoder.decode(body)
 
 
 class CustomersStream(CustobarStream):
@@ -93,22 +130,23 @@ class IncrementalStream(CustobarStream):
         end = self.settings.end
         return None if end is None else utc_day(end - dt.timedelta(microseconds=1))
 
-    def in_window(self, value: str, context: Context | None) -> bool:
-        """Whether a replication value lies in [start_date, end_date] as the read asked."""
+    def window(self, context: Context | None) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """[start, end) to trim records to: start_date only when the read starts from it."""
         from_start = self._from_start_date.get(partition_key(context), False)
-        start = self.settings.start if from_start else None
-        end = self.settings.end
-        if start is None and end is None:
-            return True  # no window to trim to: skip the parse
-        instant = parse_instant(value)
-        return (end is None or instant < end) and (start is None or instant >= start)
+        return (self.settings.start if from_start else None), self.settings.end
 
-    def post_process(self, row: Record, context: Context | None = None) -> Record | None:
-        record = super().post_process(row, context)
+    def process_page(self, page: list[Record], context: Context | None) -> list[Record]:
+        kept = super().process_page(page, context)
+        start, end = self.window(context)
+        if start is None and end is None:
+            return kept  # no window to trim to
         key = t.cast("str", self.replication_key)  # set by every incremental stream
-        if record is None or not self.in_window(record[key], context):
-            return None
-        return record
+        return [
+            record
+            for record in kept
+            if (end is None or parse_utc(record[key]) < end)
+            and (start is None or parse_utc(record[key]) >= start)
+        ]
 
 
 class EventsStream(IncrementalStream):
@@ -117,6 +155,12 @@ class EventsStream(IncrementalStream):
     name = "events"
     primary_keys = ("event_id",)
     replication_key = "date"
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._float_watch = ExponentFloatWatch()
+        # Records that did not come from a page this stream decoded are looked through.
+        self._page_may_hold_exponent_float = True
 
     @property
     def partitions(self) -> list[dict]:
@@ -146,9 +190,15 @@ class EventsStream(IncrementalStream):
             params["date.lte"] = last.isoformat()
         return params
 
-    def post_process(self, row: Record, context: Context | None = None) -> Record | None:
-        row["event_id"] = event_id(row)  # of the event as received, before any change
-        return super().post_process(row, context)
+    def decode_body(self, body: bytes) -> t.Any:
+        payload = decode_page(body, self._float_watch.decode)
+        self._page_may_hold_exponent_float = self._float_watch.seen
+        return payload
+
+    def process_page(self, page: list[Record], context: Context | None) -> list[Record]:
+        # Of the events as received, before any change.
+        set_event_ids(page, may_hold_exponent_float=self._page_may_hold_exponent_float)
+        return super().process_page(page, context)
 
 
 class SalesStream(IncrementalStream):
