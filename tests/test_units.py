@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import random
 import time
 
 import pytest
 import requests
 
+from tap_custobar.bookmarks import utc_sort_keys
 from tap_custobar.datetimes import get_zone, normalize_datetime, parse_bound
 from tap_custobar.http import MAX_RETRY_AFTER, custobar_reason, retry_after_seconds
-from tap_custobar.streams import event_id
+from tap_custobar.streams import ExponentFloatWatch, event_id, set_event_ids
 
 
 def test_event_id_matches_the_design_test_vector() -> None:
@@ -27,7 +29,7 @@ def test_event_id_matches_the_design_test_vector() -> None:
 @pytest.mark.parametrize(
     "event",
     [
-        {"s": "\x00\x1f\n\r\t\b\f\"\\/\x7f\u2028é😀東京", "type": "BROWSE"},
+        {"s": '\x00\x1f\n\r\t\b\f"\\/\x7f\u2028é😀東京', "type": "BROWSE"},
         {"nested": {"z": [1, {"b": None, "a": True}], "a": -0}, "big": 10**30},
         {"f": 1e16, "g": 1e-7, "h": 0.1, "i": -2.5e-300, "j": 1.0},
         {"deep": [{"x": [1.5]}]},
@@ -60,6 +62,58 @@ def test_event_id_is_the_definition_for_floats_of_every_magnitude() -> None:
         event = {"type": "BROWSE", "x": {"y": [value]}}
         text = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         assert event_id(event) == hashlib.sha256(text.encode("utf-8")).hexdigest(), value
+
+
+def definition_id(event: dict) -> str:
+    import hashlib
+    import json
+
+    text = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def float_literals(rng: random.Random, count: int) -> list[str]:
+    """JSON number texts as an API may write them: plain, long, tiny, with exponents."""
+    literals = ["0.0", "-0.0", "0.0001", "0.00009", "0.00001", "-0.000099999", "1e16", "1E-7",
+                "9999999999999999.9", "9999999999999998.0", "10000000000000000.0", "1.5e300",
+                "1e400", "-1e400", "392.755", "2e0", "0.1e-3", "123456789012345678.5"]  # fmt: skip
+    while len(literals) < count:
+        whole = str(rng.randint(0, 10 ** rng.randint(0, 19)))
+        fraction = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 8)))
+        literal = f"{rng.choice(['', '-'])}{whole}.{fraction}"
+        if rng.random() < 0.3:
+            literal += f"{rng.choice('eE')}{rng.choice(['', '+', '-'])}{rng.randint(0, 30)}"
+        literals.append(literal)
+    return literals
+
+
+def test_a_page_the_float_watch_clears_gets_the_definitions_event_ids() -> None:
+    """ExponentFloatWatch never misses a float whose repr has an exponent: every page it
+    clears (and every page it flags) gets exactly the definition's event_id."""
+    rng = random.Random(11)
+    watch = ExponentFloatWatch()
+    cleared = flagged = 0
+    for literal in float_literals(rng, 4000):
+        body = (
+            '{"events": [{"type": "BROWSE", "n": 1}, '
+            f'{{"type": "BROWSE", "x": {{"y": [{literal}]}}, "s": "1e16 0.00001"}}]}}'
+        ).encode()
+        page = watch.decode(body)["events"]
+        expected = [definition_id(event) for event in page]
+        set_event_ids(page, may_hold_exponent_float=watch.seen)
+        assert [event.pop("event_id") for event in page] == expected, literal
+        cleared += not watch.seen
+        flagged += watch.seen
+    assert cleared > 1000 and flagged > 1000  # both paths were exercised
+
+
+def test_set_event_ids_equals_event_id_on_both_paths() -> None:
+    events = [{"type": "BROWSE", "f": 1e16}, {"type": "BROWSE", "f": 0.5, "u": "é"}]
+    set_event_ids(events)
+    assert [e.pop("event_id") for e in events] == [definition_id(e) for e in events]
+    plain = [{"type": "BROWSE", "f": 0.5, "u": "é"}]
+    set_event_ids(plain, may_hold_exponent_float=False)
+    assert plain[0].pop("event_id") == definition_id(plain[0]) == event_id(plain[0])
 
 
 def test_event_id_is_the_definition_on_every_sandbox_event(dataset) -> None:
@@ -98,6 +152,30 @@ def test_datetimes_become_the_same_instant_in_utc(value: str, zone: str, expecte
     assert normalize_datetime(value, get_zone(zone)) == expected
 
 
+def test_other_iso_layouts_are_rewritten_in_the_canonical_one() -> None:
+    # Same length and "T"/"Z" places as the canonical layout, but an ISO week date.
+    assert normalize_datetime("2026-W05-1T12:30:00Z") == "2026-01-26T12:30:00Z"
+    assert normalize_datetime("2026-W05-1T12:30:00+02:00") == "2026-01-26T10:30:00Z"
+    assert normalize_datetime("2026-W05-1T12:30:00") == "2026-01-26T12:30:00Z"
+
+
+def test_sort_keys_of_normalized_values_sort_as_their_instants() -> None:
+    rng = random.Random(2)
+    values = []
+    for _ in range(3000):
+        instant = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(
+            seconds=rng.randint(0, 200), microseconds=rng.choice([0, 0, rng.randint(1, 999999)])
+        )
+        values.append(normalize_datetime(instant.isoformat()))
+    assert {len(v) for v in values} == {20, 27}
+    keys = utc_sort_keys(values)
+    assert keys is not None
+    by_key = sorted(range(len(values)), key=keys.__getitem__)
+    by_instant = sorted(range(len(values)), key=lambda i: dt.datetime.fromisoformat(values[i]))
+    assert [values[i] for i in by_key] == [values[i] for i in by_instant]
+    assert utc_sort_keys(["2026-01-01T00:00:00Z", "2026-01-01T00:00:00+00:00"]) is None
+
+
 def test_non_datetimes_are_rejected() -> None:
     with pytest.raises(ValueError):
         normalize_datetime("not a date")
@@ -113,7 +191,9 @@ def test_bounds_accept_dates_and_datetimes() -> None:
     assert not is_date and instant.hour == 10
 
 
-def response_with(headers: dict[str, str], body: bytes = b"", status: int = 429) -> requests.Response:
+def response_with(
+    headers: dict[str, str], body: bytes = b"", status: int = 429
+) -> requests.Response:
     response = requests.Response()
     response.status_code = status
     response.headers.update(headers)
@@ -139,7 +219,9 @@ def test_custobar_reason_is_short_and_never_a_whole_body() -> None:
     html = b"<html><body><h1>Bad Gateway</h1>secret customer list</body></html>"
     assert custobar_reason(response_with({"Content-Type": "text/html"}, html, 502)) == ""
     long_text = b"x" * 1000
-    assert len(custobar_reason(response_with({"Content-Type": "text/plain"}, long_text, 400))) == 200
+    assert (
+        len(custobar_reason(response_with({"Content-Type": "text/plain"}, long_text, 400))) == 200
+    )
 
 
 def test_whole_hour_offsets_agree_with_a_full_parse() -> None:
@@ -160,8 +242,14 @@ def test_whole_hour_offsets_agree_with_a_full_parse() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["2026-02-01T12:30:61+02:00", "2026-02-01T12:3a:00+02:00", "2026-02-30T12:30:00+02:00",
-     "2026-02-01T24:30:00+02:00", "2026-02-01T12:30:00+25:00", "2026-02-01T12:３0:00+02:00"],
+    [
+        "2026-02-01T12:30:61+02:00",
+        "2026-02-01T12:3a:00+02:00",
+        "2026-02-30T12:30:00+02:00",
+        "2026-02-01T24:30:00+02:00",
+        "2026-02-01T12:30:00+25:00",
+        "2026-02-01T12:３0:00+02:00",
+    ],
 )
 def test_malformed_offset_datetimes_are_rejected(value: str) -> None:
     with pytest.raises(ValueError):
