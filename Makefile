@@ -45,5 +45,5 @@ N ?= 1000000
 RUNS ?= 3
 bench: $(VENV)/.installed
 	$(VENV)/bin/python -m benchmarks.bench --customers $(N) --runs $(RUNS) --streams customers
-	$(VENV)/bin/python -m benchmarks.bench --customers $(shell expr $(N) / 10) --runs $(RUNS)
+	$(VENV)/bin/python -m benchmarks.bench --customers $(N) --runs $(RUNS) --streams products,sales,events
 	$(VENV)/bin/python -m benchmarks.bench --customers $(N) --memory-check --runs 1

@@ -28,7 +28,8 @@ Other options: ``--tap-ref REF`` measures ``tap_custobar/`` as of a git ref (a s
 the tap's PYTHONPATH) rather than the working tree, so a run is not disturbed by edits in progress
 and before/after figures name their commit; ``--quiet-wait`` waits (untimed) for other work on the
 machine to calm down before each run, and the "other CPU s" column says how much there still was;
-``--raw-gc on`` keeps the raw client's garbage collector on (see raw_client.py).
+``--raw-gc on`` keeps the raw client's garbage collector on (see raw_client.py);
+``--raw-event-id`` has the raw client compute events' ``event_id`` too (a stricter floor).
 
 Never a timed test: nothing here asserts a speed; it prints figures.
 """
@@ -333,6 +334,7 @@ class Commands:
         self.sdk_path = False  # True: the SDK's per-record path (benchmarks/tap_sdk_path.py)
         self.tap_env = tap_env  # None: this process's environment (the working tree's tap)
         self.raw_gc = "off"
+        self.raw_event_id = False  # True: the raw client also computes event_id for events
         self.config = workdir / f"config-{sandbox.sizes['customers']}.json"
         config = {
             "api_token": sandbox.token,
@@ -351,6 +353,7 @@ class Commands:
             "--base-url", self.sandbox.url, "--token", self.sandbox.token,
             "--stream", stream, "--page-size", str(self.page_size),
             "--event-types", ",".join(EVENT_TYPES), "--gc", self.raw_gc,
+            *(["--event-id"] if self.raw_event_id else []),
         ]  # fmt: skip
 
     def tap_for(self, stream: str) -> list[str]:
@@ -587,6 +590,7 @@ def with_sandbox(
         commands = Commands(sandbox, args.page_size, workdir, args.tap_env)
         commands.sdk_path = args.sdk_path
         commands.raw_gc = args.raw_gc
+        commands.raw_event_id = args.raw_event_id
         results = {}
         for stream in streams:
             results[stream] = measure_stream(
@@ -713,6 +717,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the raw client's cyclic garbage collector (default off: see raw_client.py)",
     )  # fmt: skip
     parser.add_argument(
+        "--raw-event-id",
+        action="store_true",
+        help="the raw client also computes event_id for events (a stricter floor: the hash "
+        "every conforming tap must pay)",
+    )
+    parser.add_argument(
         "--sdk-path",
         action="store_true",
         help="run the tap with its page-at-a-time path off (the SDK's per-record path)",
@@ -758,6 +768,7 @@ def metadata(args: argparse.Namespace) -> dict[str, Any]:
         "git_dirty": bool(git("status", "--porcelain", "--", "tap_custobar")),
         "tap_ref": args.tap_ref,
         "raw_gc": args.raw_gc,
+        "raw_event_id": args.raw_event_id,
         "runs": args.runs,
         "warmup": args.warmup,
         "page_size": args.page_size,
@@ -827,6 +838,8 @@ def main(argv: list[str] | None = None) -> int:
             workdir = Path(directory)
             meta["tap_source"] = tap_source(args, workdir)
             print(f"tap-custobar: {meta['tap_source']}", flush=True)
+            if args.raw_event_id:
+                print("raw: computes event_id for events (--raw-event-id)", flush=True)
             report = memory_check(args, workdir) if args.memory_check else benchmark(args, workdir)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
