@@ -397,6 +397,9 @@ class CustobarStream(RESTStream[str | None]):
         """Post-process a page in place: the records to emit, in order (the SDK's
         post_process, done a page at a time so that per-record work is one loop)."""
         known = self.known_fields
+        # One look at the page's keys, rather than one per record, when none is unknown.
+        if known is not None and known.issuperset(set().union(*page)):
+            known = None
         zone = self.zone
         datetime_fields = self.datetime_fields
         required = self.required_fields

@@ -46,30 +46,45 @@ def parse_utc(value: str) -> dt.datetime:
 
 
 def format_utc(instant: dt.datetime) -> str:
-    """Render an aware instant as `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`."""
-    return instant.astimezone(UTC).isoformat()[:-6] + "Z"  # drop the "+00:00"
+    """Render an aware instant as `YYYY-MM-DDTHH:MM:SS[.ffffff]Z` (isoformat's layout).
+
+    This runs for most datetimes of most records, and datetime.isoformat() costs about ten
+    times a dict lookup: the `YYYY-MM-DDTHH` part is formatted once per hour and reused,
+    minutes and seconds come from a table.
+    """
+    utc = instant.astimezone(UTC)
+    key = (utc.year, utc.month, utc.day, utc.hour)
+    hour = _HOUR_TEXT.get(key)
+    if hour is None:
+        hour = utc.isoformat()[:13]
+        if len(_HOUR_TEXT) >= _HOUR_TEXT_LIMIT:
+            _HOUR_TEXT.clear()
+        _HOUR_TEXT[key] = hour
+    text = hour + _COLON_TWO_DIGITS[utc.minute] + _COLON_TWO_DIGITS[utc.second]
+    microsecond = utc.microsecond
+    return f"{text}.{microsecond:06d}Z" if microsecond else text + "Z"
+
+
+_HOUR_TEXT: dict[tuple[int, int, int, int], str] = {}
+_HOUR_TEXT_LIMIT = 1 << 16
+_COLON_TWO_DIGITS = tuple(f":{number:02d}" for number in range(60))
 
 
 def normalize_datetime(value: str, zone: dt.tzinfo = UTC) -> str:
     """Return the same instant in UTC with `Z` (raises ValueError for non-dates).
 
-    This runs for every datetime of every record, so the shapes APIs commonly send
-    (`...Z`, naive, whole-hour offsets, all in the `YYYY-MM-DDTHH:MM:SS` layout) skip the
-    datetime arithmetic; fromisoformat still checks each of them is a real instant.
+    Values already in the canonical layout are only checked (fromisoformat), not rebuilt.
     """
-    size = len(value)
-    if (size == 20 or size == 19 or size == 25) and (
-        value[4] == "-" and value[7] == "-" and value[10] == "T" and value[13] == value[16] == ":"
-    ):
-        if size == 20:
-            if value[19] == "Z":
-                _fromisoformat(value)
-                return value
-        elif size == 19:
-            if zone is UTC:
-                _fromisoformat(value)  # naive, and naive means UTC: append the Z
-                return value + "Z"
-        elif value[22] == ":" and value[23:] == "00" and value[19] in "+-":
+    # value[4:17:3] is what sits where `YYYY-MM-DDTHH:MM:SS` has "-", "-", "T", ":", ":".
+    if value[4:17:3] == "--T::":
+        size = len(value)
+        if size == 20 and value[19] == "Z":
+            _fromisoformat(value)
+            return value
+        if size == 19 and zone is UTC:
+            _fromisoformat(value)  # naive, and naive means UTC: append the Z
+            return value + "Z"
+        if size == 25 and value[22:] == ":00" and value[19] in "+-":
             return _whole_hour_offset_to_utc(value)
     try:
         parsed = _fromisoformat(value)
@@ -77,29 +92,24 @@ def normalize_datetime(value: str, zone: dt.tzinfo = UTC) -> str:
         parsed = parse_instant(value, zone)  # lower-case or padded ISO text
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone)
-    return parsed.astimezone(UTC).isoformat()[:-6] + "Z"
+    return format_utc(parsed)
 
 
 _fromisoformat = dt.datetime.fromisoformat
 
 # "YYYY-MM-DDTHH±HH" -> the same hour in UTC, "YYYY-MM-DDTHH"
 _UTC_HOURS: dict[str, str] = {}
-_UTC_HOURS_LIMIT = 1 << 16
 
 
 def _whole_hour_offset_to_utc(value: str) -> str:
-    """`YYYY-MM-DDTHH:MM:SS±HH:00` in UTC.
-
-    A whole-hour offset changes only the date and hour, so that conversion is computed
-    once per (hour, offset) and reused: formatting a datetime costs several times a dict
-    lookup.
-    """
+    """`YYYY-MM-DDTHH:MM:SS±HH:00` in UTC: only the date and hour change, so the new ones
+    are looked up per (hour, offset), and minutes and seconds are kept as they are."""
     parsed = _fromisoformat(value)  # checks the minutes and seconds kept below
     key = value[:13] + value[19:22]
     hour = _UTC_HOURS.get(key)
     if hour is None:
-        hour = parsed.astimezone(UTC).isoformat()[:13]
-        if len(_UTC_HOURS) >= _UTC_HOURS_LIMIT:
+        hour = format_utc(parsed)[:13]
+        if len(_UTC_HOURS) >= _HOUR_TEXT_LIMIT:
             _UTC_HOURS.clear()
         _UTC_HOURS[key] = hour
     return hour + value[13:19] + "Z"

@@ -74,7 +74,7 @@ class ExponentFloatWatch:
 
         def float_hook(text: str, _float: type[float] = float) -> float:
             value = _float(text)
-            if value and not 1e-4 <= abs(value) < 1e16:
+            if value and not 1e-4 <= abs(value) < 1e16:  # _is_exponent_float, inlined
                 self.seen = True
             return value
 
@@ -141,12 +141,12 @@ class IncrementalStream(CustobarStream):
         if start is None and end is None:
             return kept  # no window to trim to
         key = t.cast("str", self.replication_key)  # set by every incremental stream
-        return [
-            record
-            for record in kept
-            if (end is None or parse_utc(record[key]) < end)
-            and (start is None or parse_utc(record[key]) >= start)
-        ]
+
+        def inside(record: Record) -> bool:
+            instant = parse_utc(record[key])
+            return (end is None or instant < end) and (start is None or instant >= start)
+
+        return [record for record in kept if inside(record)]
 
 
 class EventsStream(IncrementalStream):

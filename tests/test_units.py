@@ -224,20 +224,36 @@ def test_custobar_reason_is_short_and_never_a_whole_body() -> None:
     )
 
 
-def test_whole_hour_offsets_agree_with_a_full_parse() -> None:
-    import random
+def isoformat_utc(value: str, zone: dt.tzinfo = dt.timezone.utc) -> str:
+    """The oracle: the instant through datetime's own parse and isoformat()."""
+    parsed = dt.datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zone)
+    return parsed.astimezone(dt.timezone.utc).isoformat()[:-6] + "Z"
 
-    from tap_custobar.datetimes import format_utc, parse_instant
 
+def test_every_layout_agrees_with_datetimes_own_isoformat() -> None:
     rng = random.Random(3)
-    for _ in range(5000):
-        value = (
-            f"{rng.randint(1999, 2031)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+    helsinki = get_zone("Europe/Helsinki")
+    for _ in range(20000):
+        text = (
+            f"{rng.randint(1, 9999):04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
             f"T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}"
-            f"{rng.choice('+-')}{rng.randint(0, 14):02d}:00"
         )
-        assert normalize_datetime(value) == format_utc(parse_instant(value)), value
-        assert normalize_datetime(value) == normalize_datetime(value)  # cached the same
+        text += rng.choice(
+            ["", "", ".000", f".{rng.randint(0, 999):03d}", f".{rng.randint(0, 999999):06d}"]
+        )
+        offset = rng.choice(["", "Z", "+00:00", f"{rng.choice('+-')}{rng.randint(0, 14):02d}:00",
+                             f"{rng.choice('+-')}{rng.randint(0, 13):02d}:{rng.choice(['30', '45'])}"])  # fmt: skip
+        value = text + offset
+        try:
+            expected = isoformat_utc(value)
+        except (ValueError, OverflowError):
+            continue  # an instant outside years 1..9999 once in UTC
+        assert normalize_datetime(value) == expected, value
+        assert normalize_datetime(value) == expected, value  # cached the same
+        if not offset and 2 <= int(text[:4]) <= 9998:
+            assert normalize_datetime(value, helsinki) == isoformat_utc(value, helsinki), value
 
 
 @pytest.mark.parametrize(
