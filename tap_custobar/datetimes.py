@@ -75,24 +75,27 @@ def normalize_datetime(value: str, zone: dt.tzinfo = UTC) -> str:
 
     Values already in the canonical layout are only checked (fromisoformat), not rebuilt.
     """
+    size = len(value)
     # value[4:17:3] is what sits where `YYYY-MM-DDTHH:MM:SS` has "-", "-", "T", ":", ":".
-    if value[4:17:3] == "--T::":
-        size = len(value)
-        if size == 20 and value[19] == "Z":
-            _fromisoformat(value)
-            return value
-        if size == 19 and zone is UTC:
-            _fromisoformat(value)  # naive, and naive means UTC: append the Z
-            return value + "Z"
-        if size == 25 and value[22:] == ":00" and value[19] in "+-":
-            return _whole_hour_offset_to_utc(value)
+    layout = value[4:17:3] == "--T::"
+    if layout and size == 20 and value[19] == "Z":
+        _fromisoformat(value)
+        return value
+    if layout and size == 19 and zone is UTC:
+        _fromisoformat(value)  # naive, and naive means UTC: append the Z
+        return value + "Z"
     try:
-        parsed = _fromisoformat(value)
-    except ValueError:
-        parsed = parse_instant(value, zone)  # lower-case or padded ISO text
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=zone)
-    return format_utc(parsed)
+        if layout and size == 25 and value[22:] == ":00" and value[19] in "+-":
+            return _whole_hour_offset_to_utc(value)
+        try:
+            parsed = _fromisoformat(value)
+        except ValueError:
+            parsed = parse_instant(value, zone)  # lower-case or padded ISO text
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=zone)
+        return format_utc(parsed)
+    except OverflowError:  # e.g. 0001-01-01T00:30:00+01:00, which is in year 0 in UTC
+        raise ValueError(f"{value!r} is outside years 1-9999 in UTC") from None
 
 
 _fromisoformat = dt.datetime.fromisoformat

@@ -179,6 +179,9 @@ def test_sort_keys_of_normalized_values_sort_as_their_instants() -> None:
 def test_non_datetimes_are_rejected() -> None:
     with pytest.raises(ValueError):
         normalize_datetime("not a date")
+    for beyond_utc_years in ("0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00.5-01:00"):
+        with pytest.raises(ValueError, match="outside years 1-9999"):
+            normalize_datetime(beyond_utc_years)
     with pytest.raises(ValueError):
         normalize_datetime("2026-02-30T00:00:00Z")
 
