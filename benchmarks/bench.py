@@ -29,7 +29,9 @@ the tap's PYTHONPATH) rather than the working tree, so a run is not disturbed by
 and before/after figures name their commit; ``--quiet-wait`` waits (untimed) for other work on the
 machine to calm down before each run, and the "other CPU s" column says how much there still was;
 ``--raw-gc on`` keeps the raw client's garbage collector on (see raw_client.py);
-``--raw-event-id`` has the raw client compute events' ``event_id`` too (a stricter floor).
+``--raw-event-id`` has the raw client compute events' ``event_id`` too (a stricter floor);
+``--instructions`` runs the timed runs under valgrind's callgrind and compares instruction
+counts, which other work on a shared machine cannot disturb (about 50 times slower).
 
 Never a timed test: nothing here asserts a speed; it prints figures.
 """
@@ -42,6 +44,7 @@ import json
 import os
 import platform
 import queue
+import re
 import resource
 import shutil
 import signal
@@ -57,6 +60,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+CALLGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
+CALLGRIND_TOTAL = re.compile(r"Collected : ([\d,]+)")
 RAW_CLIENT = Path(__file__).resolve().parent / "raw_client.py"
 STREAMS = ("customers", "products", "sales", "events")
 # The sandbox's event types (tests/sandbox/data.py EVENT_TYPES, also the tap's documented ones);
@@ -222,6 +227,7 @@ class Measure:
     # process: other people's work competing for the same cores (noise in wall_s).
     foreign_cpu_s: float
     first_pages: list[str] = field(default_factory=list)  # query strings without a cursor
+    instructions: int | None = None  # --instructions: what callgrind counted for the child
 
 
 def run_child(
@@ -268,6 +274,7 @@ def run_child(
         raise RuntimeError(f"{role} on {stream} exited with {proc.returncode}:\n{tail}")
     log = sandbox.requests()
     mine = [entry for entry in log if entry.get("stream") == stream]
+    counted = CALLGRIND_TOTAL.search(stderr_path.read_text("utf-8", "replace"))
     return Measure(
         role=role,
         stream=stream,
@@ -288,6 +295,7 @@ def run_child(
         first_pages=sorted(
             entry["query"] for entry in mine if "cursor" not in (entry.get("params") or {})
         ),
+        instructions=int(counted.group(1).replace(",", "")) if counted else None,
     )
 
 
@@ -335,6 +343,7 @@ class Commands:
         self.tap_env = tap_env  # None: this process's environment (the working tree's tap)
         self.raw_gc = "off"
         self.raw_event_id = False  # True: the raw client also computes event_id for events
+        self.timed_prefix: list[str] = []  # --instructions: the timed runs go under callgrind
         self.config = workdir / f"config-{sandbox.sizes['customers']}.json"
         config = {
             "api_token": sandbox.token,
@@ -435,6 +444,7 @@ def measure_stream(
             ("tap", tap_command, commands.tap_env),
         ):
             wait_for_quiet(quiet_wait)
+            command = [*commands.timed_prefix, *command]
             measure = run_child(role, stream, run, command, sandbox, workdir, env)
             measures.append(measure)
             progress(
@@ -473,11 +483,21 @@ def summarize(measures: list[Measure]) -> dict[str, Any]:
             "foreign_load": max(m.foreign_cpu_s / (m.wall_s * CPUS) for m in mine),
             "stdout_mb": statistics.median(m.stdout_mb for m in mine),
             "first_pages": mine[0].first_pages,
+            "instructions": (
+                statistics.median(counts)
+                if (counts := [m.instructions for m in mine if m.instructions is not None])
+                else None
+            ),
         }
     raw, tap = summary["raw"], summary["tap"]
     summary["ratio_wall"] = tap["median_wall_s"] / raw["median_wall_s"]
     summary["ratio_cpu"] = (
         tap["median_cpu_s"] / raw["median_cpu_s"] if raw["median_cpu_s"] else None
+    )
+    summary["ratio_instructions"] = (
+        tap["instructions"] / raw["instructions"]
+        if tap["instructions"] and raw["instructions"]
+        else None
     )
     summary["warnings"] = warnings_for(summary)
     return summary
@@ -550,6 +570,13 @@ def format_table(stream: str, summary: dict[str, Any]) -> str:
         + f"{tap['records_per_s'] / raw['records_per_s'] if raw['records_per_s'] else 0:11.2f}x"
         + f"{tap['peak_rss_mb'] / raw['peak_rss_mb']:12.2f}x"
     )
+    if summary["ratio_instructions"] is not None:
+        raw_g, tap_g = raw["instructions"] / 1e9, tap["instructions"] / 1e9
+        rows.append(
+            f"{'instr':8}raw {raw_g:.2f} G, tap {tap_g:.2f} G = "
+            f"{summary['ratio_instructions']:.2f}x (callgrind; wall, CPU and RSS above are "
+            "valgrind's)"
+        )
     rows.extend(f"   ! {warning}" for warning in summary["warnings"])
     return "\n".join(rows)
 
@@ -591,6 +618,8 @@ def with_sandbox(
         commands.sdk_path = args.sdk_path
         commands.raw_gc = args.raw_gc
         commands.raw_event_id = args.raw_event_id
+        if args.instructions:
+            commands.timed_prefix = list(CALLGRIND)
         results = {}
         for stream in streams:
             results[stream] = measure_stream(
@@ -717,6 +746,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the raw client's cyclic garbage collector (default off: see raw_client.py)",
     )  # fmt: skip
     parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="run the timed runs under valgrind's callgrind and compare instruction counts: "
+        "about 50 times slower, but free of the noise other work on the machine adds to wall "
+        "and CPU times (needs valgrind)",
+    )
+    parser.add_argument(
         "--raw-event-id",
         action="store_true",
         help="the raw client also computes event_id for events (a stricter floor: the hash "
@@ -739,6 +775,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--streams: unknown {unknown}; streams are {', '.join(STREAMS)}")
     if args.runs < 1 or args.warmup < 0 or not 1 <= args.page_size <= 10000:
         parser.error("--runs >= 1, --warmup >= 0 and 1 <= --page-size <= 10000")
+    if args.instructions and not shutil.which("valgrind"):
+        parser.error("--instructions needs valgrind on PATH")
     if args.memory_check and args.memory_small == args.customers:
         parser.error("--memory-check needs --customers different from --memory-small")
     return args
@@ -769,6 +807,7 @@ def metadata(args: argparse.Namespace) -> dict[str, Any]:
         "tap_ref": args.tap_ref,
         "raw_gc": args.raw_gc,
         "raw_event_id": args.raw_event_id,
+        "instructions": args.instructions,
         "runs": args.runs,
         "warmup": args.warmup,
         "page_size": args.page_size,
