@@ -15,13 +15,10 @@ import operator
 import typing as t
 from dataclasses import dataclass, field
 
-from tap_custobar.datetimes import parse_utc
+from tap_custobar.datetimes import parse_utc, utc_sort_keys
 
 if t.TYPE_CHECKING:
     import datetime as dt
-
-SECONDS_LENGTH = len("2026-02-01T12:30:00Z")
-MICROSECONDS_LENGTH = len("2026-02-01T12:30:00.000000Z")
 
 
 @dataclass
@@ -93,17 +90,3 @@ class BookmarkTracker:
         """The value to advance to once the partition is complete."""
         run = self._runs.get(key)
         return run.latest if run is not None else None
-
-
-def utc_sort_keys(values: list[str]) -> list[str] | None:
-    """Strings that sort as the instants of normalize_datetime's values; None for others.
-
-    `YYYY-MM-DDTHH:MM:SSZ` and `YYYY-MM-DDTHH:MM:SS.ffffffZ` each sort as their instants,
-    but not with each other ("." sorts before "Z"): the first gets a zero fraction.
-    """
-    lengths = set(map(len, values))
-    if lengths == {SECONDS_LENGTH}:
-        return values
-    if not lengths <= {SECONDS_LENGTH, MICROSECONDS_LENGTH}:
-        return None
-    return [v if len(v) == MICROSECONDS_LENGTH else v[:19] + ".000000Z" for v in values]

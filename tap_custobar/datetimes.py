@@ -70,6 +70,24 @@ _HOUR_TEXT_LIMIT = 1 << 16
 _COLON_TWO_DIGITS = tuple(f":{number:02d}" for number in range(60))
 
 
+SECONDS_LENGTH = len("2026-02-01T12:30:00Z")
+MICROSECONDS_LENGTH = len("2026-02-01T12:30:00.000000Z")
+
+
+def utc_sort_keys(values: list[str]) -> list[str] | None:
+    """Strings that sort as the instants of normalize_datetime()'s values; None for others.
+
+    `YYYY-MM-DDTHH:MM:SSZ` and `YYYY-MM-DDTHH:MM:SS.ffffffZ` each sort as their instants,
+    but not with each other ("." sorts before "Z"): the first gets a zero fraction.
+    """
+    lengths = set(map(len, values))
+    if lengths == {SECONDS_LENGTH}:
+        return values
+    if not lengths <= {SECONDS_LENGTH, MICROSECONDS_LENGTH}:
+        return None
+    return [v if len(v) == MICROSECONDS_LENGTH else v[:19] + ".000000Z" for v in values]
+
+
 def normalize_datetime(value: str, zone: dt.tzinfo = UTC) -> str:
     """Return the same instant in UTC with `Z` (raises ValueError for non-dates).
 
