@@ -585,13 +585,18 @@ def format_table(stream: str, summary: dict[str, Any]) -> str:
 
 
 def dataset_sizes(args: argparse.Namespace, customers: int, streams: list[str]) -> dict[str, int]:
-    """Sandbox sizes; streams not measured get (nearly) empty, to spare generation time."""
+    """Sandbox sizes; streams not measured get (nearly) empty, to spare generation time.
+
+    By default every stream gets about N records, so that no stream's ratio is dominated by
+    the fixed start-up cost of a short run: N products, 2N/5 sales transactions (2.4 rows
+    each on average) and N/8 events of each of the 8 types.
+    """
     sizes = {
         "customers": customers,
-        "products": args.products if args.products is not None else max(20, customers // 10),
-        "sales": args.sales if args.sales is not None else customers // 4,
+        "products": args.products if args.products is not None else max(20, customers),
+        "sales": args.sales if args.sales is not None else customers * 2 // 5,
         "events_per_type": (
-            args.events_per_type if args.events_per_type is not None else customers // 40
+            args.events_per_type if args.events_per_type is not None else customers // 8
         ),
     }
     if "products" not in streams:
@@ -717,11 +722,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="tap-custobar vs a raw requests+msgspec client, against the local sandbox.",
     )
     parser.add_argument("--customers", type=int, default=100000)
-    parser.add_argument("--products", type=int, help="default: customers / 10 (at least 20)")
+    parser.add_argument("--products", type=int, help="default: customers (at least 20)")
     parser.add_argument(
-        "--sales", type=int, help="transactions (1-4 rows each); default: customers / 4"
+        "--sales", type=int, help="transactions (1-4 rows each); default: customers * 2/5"
     )
-    parser.add_argument("--events-per-type", type=int, help="default: customers / 40 (8 types)")
+    parser.add_argument("--events-per-type", type=int, help="default: customers / 8 (8 types)")
     parser.add_argument(
         "--streams", default=",".join(STREAMS),
         help="comma-separated; streams left out get an (almost) empty sandbox table",
