@@ -91,20 +91,31 @@ def utc_sort_keys(values: list[str]) -> list[str] | None:
 def normalize_datetime(value: str, zone: dt.tzinfo = UTC) -> str:
     """Return the same instant in UTC with `Z` (raises ValueError for non-dates).
 
-    Values already in the canonical layout are only checked (fromisoformat), not rebuilt.
+    The common layouts are told apart by length first (this runs for most datetimes of most
+    records): `YYYY-MM-DDTHH:MM:SSZ` is only checked (fromisoformat), not rebuilt; naive
+    values read in UTC get a `Z`; `±HH:00` offsets change only the date and hour, looked up
+    per (hour, offset). Everything else goes through fromisoformat and format_utc.
     """
     size = len(value)
-    # value[4:17:3] is what sits where `YYYY-MM-DDTHH:MM:SS` has "-", "-", "T", ":", ":".
-    layout = value[4:17:3] == "--T::"
-    if layout and size == 20 and value[19] == "Z":
-        _fromisoformat(value)
-        return value
-    if layout and size == 19 and zone is UTC:
-        _fromisoformat(value)  # naive, and naive means UTC: append the Z
-        return value + "Z"
     try:
-        if layout and size == 25 and value[22:] == ":00" and value[19] in "+-":
-            return _whole_hour_offset_to_utc(value)
+        # value[4:17:3] is what sits where `YYYY-MM-DDTHH:MM:SS` has "-", "-", "T", ":", ":".
+        if size == 20:
+            if value[19] == "Z" and value[4:17:3] == "--T::":
+                _fromisoformat(value)
+                return value
+        elif size == 25:
+            if value[22:] == ":00" and value[19] in "+-" and value[4:17:3] == "--T::":
+                # A key is stored only once fromisoformat accepted its date, hour and offset:
+                # a value with a known key needs no more than its minutes and seconds checked.
+                key = value[:13] + value[19:22]
+                hour = _UTC_HOURS.get(key)
+                minutes_seconds = value[13:19]
+                if hour is None or minutes_seconds not in _MINUTES_SECONDS:
+                    hour = _utc_hour(key, _fromisoformat(value))
+                return hour + minutes_seconds + "Z"
+        elif size == 19 and zone is UTC and value[4:17:3] == "--T::":
+            _fromisoformat(value)  # naive, and naive means UTC: append the Z
+            return value + "Z"
         try:
             parsed = _fromisoformat(value)
         except ValueError:
@@ -117,23 +128,22 @@ def normalize_datetime(value: str, zone: dt.tzinfo = UTC) -> str:
 
 
 _fromisoformat = dt.datetime.fromisoformat
+check_datetime = _fromisoformat  # raises ValueError unless the text is an ISO date-time
 
 # "YYYY-MM-DDTHH±HH" -> the same hour in UTC, "YYYY-MM-DDTHH"
 _UTC_HOURS: dict[str, str] = {}
+_MINUTES_SECONDS = frozenset(f":{m:02d}:{s:02d}" for m in range(60) for s in range(60))
 
 
-def _whole_hour_offset_to_utc(value: str) -> str:
-    """`YYYY-MM-DDTHH:MM:SS±HH:00` in UTC: only the date and hour change, so the new ones
-    are looked up per (hour, offset), and minutes and seconds are kept as they are."""
-    parsed = _fromisoformat(value)  # checks the minutes and seconds kept below
-    key = value[:13] + value[19:22]
+def _utc_hour(key: str, parsed: dt.datetime) -> str:
+    """The UTC `YYYY-MM-DDTHH` of a whole-hour-offset key `YYYY-MM-DDTHH±HH` (cached)."""
     hour = _UTC_HOURS.get(key)
     if hour is None:
         hour = format_utc(parsed)[:13]
         if len(_UTC_HOURS) >= _HOUR_TEXT_LIMIT:
             _UTC_HOURS.clear()
         _UTC_HOURS[key] = hour
-    return hour + value[13:19] + "Z"
+    return hour
 
 
 def parse_bound(value: str, zone: dt.tzinfo) -> tuple[dt.datetime, bool]:
