@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import typing as t
 from functools import cached_property
+from itertools import repeat
 from urllib.parse import urlsplit
 
 import backoff
@@ -548,7 +549,9 @@ class CustobarStream(RESTStream[str | None]):
         )
         self.state_manager.is_flushed = False
         if bookmark_field := self.replication_key:
-            values = [r[bookmark_field] for r in records if r.get(bookmark_field).__class__ is str]
+            values: list[t.Any] = list(map(dict.get, records, repeat(bookmark_field)))
+            if set(map(type, values)) != {str}:  # e.g. a number: no bookmark from that one
+                values = [value for value in values if value.__class__ is str]
             self.bookmarks.note_page(partition_key(context), values)
             self.checkpoint_page(context)
         return len(records)

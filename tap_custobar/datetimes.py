@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import lru_cache
+from itertools import repeat
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 UTC = dt.timezone.utc
@@ -78,14 +79,18 @@ def utc_sort_keys(values: list[str]) -> list[str] | None:
     """Strings that sort as the instants of normalize_datetime()'s values; None for others.
 
     `YYYY-MM-DDTHH:MM:SSZ` and `YYYY-MM-DDTHH:MM:SS.ffffffZ` each sort as their instants,
-    but not with each other ("." sorts before "Z"): the first gets a zero fraction.
+    but not with each other: after the same second, "Z" sorts above ".". In the keys the
+    `Z` becomes "!", which sorts below "." (a whole second comes before its fractions).
     """
     lengths = set(map(len, values))
-    if lengths == {SECONDS_LENGTH}:
+    if len(lengths) == 1 and lengths <= _UTC_LENGTHS:
         return values
-    if not lengths <= {SECONDS_LENGTH, MICROSECONDS_LENGTH}:
+    if not lengths <= _UTC_LENGTHS:
         return None
-    return [v if len(v) == MICROSECONDS_LENGTH else v[:19] + ".000000Z" for v in values]
+    return list(map(str.replace, values, repeat("Z"), repeat("!")))
+
+
+_UTC_LENGTHS = frozenset((SECONDS_LENGTH, MICROSECONDS_LENGTH))
 
 
 def normalize_datetime(value: str, zone: dt.tzinfo = UTC) -> str:
