@@ -533,9 +533,11 @@ class CustobarStream(RESTStream[str | None]):
         """Post-process, conform and write one page's RECORD messages; bookmark them."""
         extracted = utc_now()
         records = self.process_page(page, context)
-        if context_items := tuple((partition or {}).items()):
-            for record in records:
-                for key, value in context_items:
+        for key, value in (partition or {}).items():
+            # The SDK adds a partition's context to records that lack it (events from a
+            # `type=` query all carry their type already: one C-level look, no loop).
+            if not all(map(dict.__contains__, records, repeat(key))):
+                for record in records:
                     record.setdefault(key, value)
         if deselected := self.deselected_fields:
             for record in records:

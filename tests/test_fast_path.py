@@ -6,6 +6,8 @@ selection, stream maps (where the fast path must step aside) and an incremental 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tap_custobar.client import CustobarStream
@@ -106,3 +108,26 @@ def test_incremental_state(monkeypatch, sandbox) -> None:
     config = sandbox_config(sandbox, page_size=30, lookback_days=2)
     first = run_tap(config)
     assert_same(*both_paths(monkeypatch, config, state=first.final_state))
+
+
+def test_partition_context_is_added_only_where_missing_as_the_sdk_does(monkeypatch) -> None:
+    from tap_custobar.tap import TapCustobar
+
+    config = {"api_token": "unused-token", "base_url": "http://127.0.0.1:9", "event_types": ["BROWSE"]}
+    events = TapCustobar(config=config, validate_config=True).streams["events"]
+    written: list[bytes] = []
+    monkeypatch.setattr(CustobarWriter, "write_lines", lambda self, lines: written.append(bytes(lines)))
+    context = {"type": "BROWSE"}
+    page = [
+        {"type": "BROWSE", "date": "2026-02-01T12:00:00Z", "customer_id": "1"},
+        {"date": "2026-02-01T12:00:01Z", "customer_id": "2"},  # no type: gets the partition's
+        {"type": None, "date": "2026-02-01T12:00:02Z", "customer_id": "3"},  # present: kept
+    ]
+    standard = [events.post_process(dict(row), context) for row in page]
+    for row in standard:
+        if "type" not in row:  # what the SDK's record loop adds
+            row["type"] = "BROWSE"
+    assert events.emit_page(page, context, context) == 3
+    records = [json.loads(line)["record"] for line in b"".join(written).splitlines()]
+    assert [r.get("type", "<absent>") for r in records] == ["BROWSE", "BROWSE", None]
+    assert records == standard
