@@ -413,7 +413,7 @@ class CustobarStream(RESTStream[str | None]):
                 self.drop_unknown_fields(row)
             for name in datetime_fields:
                 value = row.get(name)
-                if value.__class__ is str:
+                if type(value) is str:
                     try:
                         row[name] = normalize(value, zone)
                     except ValueError:
