@@ -553,7 +553,7 @@ class CustobarStream(RESTStream[str | None]):
         if bookmark_field := self.replication_key:
             values: list[t.Any] = list(map(dict.get, records, repeat(bookmark_field)))
             if set(map(type, values)) != {str}:  # e.g. a number: no bookmark from that one
-                values = [value for value in values if value.__class__ is str]
+                values = [value for value in values if type(value) is str]
             self.bookmarks.note_page(partition_key(context), values)
             self.checkpoint_page(context)
         return len(records)

@@ -133,7 +133,6 @@ def normalize_datetime(value: str, zone: dt.tzinfo = UTC) -> str:
 
 
 _fromisoformat = dt.datetime.fromisoformat
-check_datetime = _fromisoformat  # raises ValueError unless the text is an ISO date-time
 
 # "YYYY-MM-DDTHH±HH" -> the same hour in UTC, "YYYY-MM-DDTHH"
 _UTC_HOURS: dict[str, str] = {}
