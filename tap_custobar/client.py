@@ -19,9 +19,19 @@ from singer_sdk.streams.rest import HTTPRequest, PageContext
 
 from tap_custobar import fastpath, schemas
 from tap_custobar.bookmarks import BookmarkTracker
+from tap_custobar.connection_test import DRY_RUN_STOP_FILTER
 from tap_custobar.datetimes import normalize_datetime, parse_instant
 from tap_custobar.discovery import csv_header
-from tap_custobar.http import TokenAuth, custobar_reason, retry_after_seconds
+from tap_custobar.http import (
+    FIRST_CONTACT_RETRIES,
+    TokenAuth,
+    UnreachableHostError,
+    connect_failure_cause,
+    custobar_reason,
+    jittered,
+    retry_after_seconds,
+    unreachable_message,
+)
 from tap_custobar.pagination import NextUrlPaginator
 from tap_custobar.settings import filter_query_value
 
@@ -66,12 +76,14 @@ class CustobarStream(RESTStream[str | None]):
 
     def __init__(self, tap: TapCustobar, **kwargs: t.Any) -> None:
         super().__init__(tap, **kwargs)
+        self.logger.addFilter(DRY_RUN_STOP_FILTER)  # --test's stops are not errors
         self._seen_next_urls: set[str] = set()
         self._page_number = 0
         self._skipped = 0
         self._skipped_positions: list[str] = []
         self._bad_datetimes: set[str] = set()
         self._reported_unknown: set[str] = set()
+        self._dropped_fields: set[str] = set()
         self._expect_json = True
         self.bookmarks = BookmarkTracker()
         self._completed_version: int | None = None
@@ -223,6 +235,7 @@ class CustobarStream(RESTStream[str | None]):
             _RETRIED_EXCEPTIONS,
             max_tries=self.backoff_max_tries,
             on_backoff=self.backoff_handler,
+            giveup=self._tap.session.first_contact.gives_up,  # type: ignore[attr-defined]
             jitter=self.backoff_jitter,
             logger=None,
         )(func)
@@ -235,20 +248,24 @@ class CustobarStream(RESTStream[str | None]):
         exception = yield  # type: ignore[misc]
         while True:
             delay = retry_after_seconds(getattr(exception, "response", None))
-            if delay is None:
-                delay = min(BACKOFF_BASE_SECONDS * 2**attempt, BACKOFF_CAP_SECONDS)
+            if delay is None:  # exponential, with jitter; Retry-After is the server's own
+                delay = min(jittered(BACKOFF_BASE_SECONDS * 2**attempt), BACKOFF_CAP_SECONDS)
             attempt += 1
             exception = yield delay
 
     def backoff_jitter(self, value: float) -> float:
-        return value  # waits are already spread by doubling, and Retry-After is exact
+        return value  # backoff_wait_generator jitters exponential waits, not Retry-After
 
     def backoff_handler(self, details: t.Any) -> None:
+        exception = details.get("exception")
+        retries = self.backoff_max_tries() - 1
+        if exception is not None and self._tap.session.first_contact.unreachable(exception):  # type: ignore[attr-defined]
+            retries = min(retries, FIRST_CONTACT_RETRIES)
         self.logger.warning(
             "%s; retry %d of %d in %.1f s",
-            describe_failure(details.get("exception"), self.path, stream=self.name),
+            describe_failure(exception, self.path, stream=self.name),
             details.get("tries", 0),
-            self.backoff_max_tries() - 1,
+            retries,
             details.get("wait", 0.0),
         )
 
@@ -307,6 +324,12 @@ class CustobarStream(RESTStream[str | None]):
         try:
             return send(prepared, context)  # type: ignore[no-any-return]
         except _RETRIED_EXCEPTIONS as exc:
+            first_contact = self._tap.session.first_contact  # type: ignore[attr-defined]
+            if cause := first_contact.unreachable(exc):
+                raise UnreachableHostError(
+                    f"{self.name}: "
+                    + unreachable_message(prepared.url or "", cause, first_contact.failures)
+                ) from None
             tries = self.backoff_max_tries()
             raise RetriesExhaustedError(
                 f"{self.name}: giving up after {tries} {'try' if tries == 1 else 'tries'}: "
@@ -330,7 +353,7 @@ class CustobarStream(RESTStream[str | None]):
             base = dict(context or {})
             try:
                 header = self.fetch({**base, "format": "csv", "limit": 1}).content
-            except RetriesExhaustedError:
+            except (RetriesExhaustedError, UnreachableHostError):
                 raise  # unreachable: no point asking for the JSON sample too
             except FatalAPIError as exc:
                 self.logger.warning(
@@ -368,17 +391,17 @@ class CustobarStream(RESTStream[str | None]):
         )
 
     def drop_unknown_fields(self, row: Record) -> None:
-        """Drop properties the catalog lacks, saying so once per field (not silently)."""
-        for name in sorted(row.keys() - t.cast("frozenset[str]", self.known_fields)):
+        """Drop properties the catalog lacks, noting them for report_dropped_fields."""
+        for name in row.keys() - t.cast("frozenset[str]", self.known_fields):
             del row[name]
-            if name not in self._reported_unknown:
-                self._reported_unknown.add(name)
-                self.logger.warning(
-                    "%s: field %r is in the data but not in the catalog's schema, so it is "
-                    "dropped; re-run discovery (meltano: --refresh-catalog) to add it",
-                    self.name,
-                    name,
-                )
+            self._dropped_fields.add(name)
+
+    def report_dropped_fields(self) -> None:
+        """One warning per stream listing the fields dropped since the last report."""
+        names = sorted(self._dropped_fields - self._reported_unknown)
+        if names:
+            self._reported_unknown.update(names)
+            self.logger.warning(dropped_fields_message(self.name, names))
 
     @cached_property
     def zone(self) -> dt.tzinfo:
@@ -496,6 +519,7 @@ class CustobarStream(RESTStream[str | None]):
                 super()._write_activate_version_message(self._completed_version)
         finally:
             thaw_pages()
+            self.report_dropped_fields()
             self.report_skipped()
 
     def _write_activate_version_message(self, full_table_version: int) -> None:
@@ -647,6 +671,14 @@ def partition_key(context: Context | None) -> tuple:
     return tuple(sorted((context or {}).items()))
 
 
+def dropped_fields_message(stream: str, names: list[str]) -> str:
+    return (
+        f"{stream}: {len(names)} field(s) in the data are not in the catalog's schema, so they "
+        f"are dropped: {', '.join(names)}; re-run discovery (meltano: --refresh-catalog) to "
+        "add them"
+    )
+
+
 def describe_failure(exc: BaseException | None, path: str, *, stream: str = "") -> str:
     """A one-line description of a failed request: status or exception, and the path only."""
     prefix = f"{stream}: " if stream else ""
@@ -662,7 +694,7 @@ def describe_failure(exc: BaseException | None, path: str, *, stream: str = "") 
     kind = kinds.get(type(exc))
     if kind is None:
         kind = (
-            "connection failed or was dropped"
+            connect_failure_cause(exc) or "connection failed or was dropped"
             if isinstance(exc, (requests.exceptions.ConnectionError, ConnectionResetError))
             else exc.__class__.__name__
         )

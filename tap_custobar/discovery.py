@@ -11,6 +11,8 @@ import io
 import re
 import typing as t
 
+from singer_sdk.exceptions import FatalAPIError
+
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -106,3 +108,17 @@ def extend_schema(
         properties[name] = sampled.get(name, dict(PERMISSIVE_SCHEMA))
         added.append(name)
     return {**schema, "properties": properties}, added
+
+
+class TenantUnreadableError(FatalAPIError):
+    """Discovery could not read the tenant: no catalog is written."""
+
+
+def discovery_failure(exc: BaseException) -> str:
+    """Why discovery wrote no catalog, and the way to a catalog without asking the tenant."""
+    reason = " ".join(str(exc).split()) or exc.__class__.__name__
+    return (
+        f"discovery could not read the tenant's fields, so no catalog was written: {reason} "
+        "(to write the built-in catalog without asking the tenant, set "
+        "discover_custom_fields to false)"
+    )

@@ -1,19 +1,32 @@
-"""HTTP plumbing shared by all streams: auth header, pacing, origin guard, Retry-After."""
+"""HTTP plumbing shared by all streams: auth header, pacing, origin guard, Retry-After,
+and how failures to reach the host at all are told apart and worded."""
 
 from __future__ import annotations
 
 import email.utils
+import errno
+import random
+import socket
+import ssl
 import threading
 import time
 import typing as t
 from urllib.parse import urljoin, urlsplit
 
 import requests
-from singer_sdk.exceptions import FatalAPIError
+import urllib3.exceptions
+from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
 
-from tap_custobar.settings import normalize_origin
+from tap_custobar.settings import normalize_origin, token_problem
 
 MAX_RETRY_AFTER = 600.0
+# Until the host has answered once in a run, a failure to connect at all is most likely a
+# wrong `company` / `base_url`: a couple of quick retries, not the whole retry policy.
+FIRST_CONTACT_RETRIES = 2
+# Exponential waits are stretched by up to this fraction, at random, so that parallel jobs
+# hit by the same outage do not retry in lockstep (never shortened: the documented doubling
+# stays a floor).
+JITTER_FRACTION = 0.5
 
 
 class TokenAuth(requests.auth.AuthBase):
@@ -24,6 +37,10 @@ class TokenAuth(requests.auth.AuthBase):
     """
 
     def __init__(self, scheme: str, token: str) -> None:
+        token = token.strip()
+        problem = token_problem(token)
+        if problem:  # validated with the settings already; never reach http.client with it
+            raise ConfigValidationError(f"api_token: {problem}", errors=[f"api_token: {problem}"])
         self._header = f"{scheme} {token}"
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -45,13 +62,16 @@ class CustobarSession(requests.Session):
         super().__init__()
         self.origin = origin
         self.min_interval = min_interval
+        self.first_contact = FirstContact()
         self._last_start = 0.0
         self._lock = threading.Lock()
 
     def send(self, request: requests.PreparedRequest, **kwargs: t.Any) -> requests.Response:
         self.check_same_origin(request.url or "", what="request")
         self._pace()
-        return super().send(request, **kwargs)
+        response = super().send(request, **kwargs)
+        self.first_contact.answered = True
+        return response
 
     def _pace(self) -> None:
         if self.min_interval <= 0:
@@ -121,3 +141,92 @@ def custobar_reason(response: requests.Response, limit: int = 200) -> str:
     if len(reason) > limit:
         reason = reason[: limit - 1] + "…"
     return reason
+
+
+# --- failures to reach the host ------------------------------------------------------------
+
+
+class UnreachableHostError(FatalAPIError):
+    """The first contact of a run could not connect to the configured host at all."""
+
+
+class FirstContact:
+    """Whether the host has answered in this run, and how many times it could not be reached
+    before that. Once it has answered, drops and timeouts get the full retry policy."""
+
+    def __init__(self, retries: int = FIRST_CONTACT_RETRIES) -> None:
+        self.retries = retries
+        self.answered = False
+        self.failures = 0
+
+    def unreachable(self, exc: BaseException) -> str | None:
+        """The cause in words when `exc` is a failure to reach a host never reached yet."""
+        return None if self.answered else connect_failure_cause(exc)
+
+    def gives_up(self, exc: BaseException) -> bool:
+        """backoff's giveup: stop after a couple of quick retries on an unreachable host."""
+        if self.unreachable(exc) is None:
+            return False
+        self.failures += 1
+        return self.failures > self.retries
+
+
+def connect_failure_cause(exc: BaseException) -> str | None:
+    """Why a connection could not be made at all, in words ("name not resolved",
+    "connection refused", "TLS certificate not valid for host"...); None for any other
+    failure (a drop, a timeout, a bad answer). Only exception types and OpenSSL's
+    verification message are used: the exceptions' texts carry the URL with its query."""
+    chain = _exception_chain(exc)
+    for item in chain:
+        if isinstance(item, urllib3.exceptions.NameResolutionError | socket.gaierror):
+            return "name not resolved"
+    for item in chain:
+        if isinstance(item, ssl.SSLCertVerificationError):
+            if item.verify_code == 62 or "mismatch" in str(item.verify_message).lower():
+                return "TLS certificate not valid for host"
+            return f"TLS certificate not trusted ({item.verify_message})"
+    for item in chain:
+        if isinstance(item, ssl.SSLError | requests.exceptions.SSLError):
+            return "TLS handshake failed"
+    for item in chain:
+        if isinstance(item, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(item, OSError) and item.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return "no route to host"
+    return None
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it wraps: requests' ConnectionError holds urllib3's MaxRetryError,
+    whose `reason` is the NewConnectionError raised from the socket's OSError."""
+    seen: list[BaseException] = []
+    pending: list[t.Any] = [exc]
+    while pending and len(seen) < 20:
+        item = pending.pop(0)
+        if not isinstance(item, BaseException) or any(item is s for s in seen):
+            continue
+        seen.append(item)
+        pending.extend(item.args)
+        pending.extend((getattr(item, "reason", None), item.__cause__, item.__context__))
+    return seen
+
+
+def unreachable_message(url: str, cause: str, tries: int) -> str:
+    """`cannot connect to scheme://host:port: <cause>`, pointing at the settings to check."""
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return (
+        f"cannot connect to {parts.scheme}://{host}:{port}: {cause} "
+        f"({tries} {'try' if tries == 1 else 'tries'}). Check `company` / `base_url`: "
+        "they must name your Custobar instance."
+    )
+
+
+def jittered(
+    delay: float, fraction: float = JITTER_FRACTION, draw: t.Callable[[], float] = random.random
+) -> float:
+    """`delay` stretched by a random part of `fraction` (between delay and delay*(1+fraction))."""
+    return delay * (1.0 + fraction * draw())

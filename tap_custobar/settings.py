@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import difflib
 import ipaddress
+import json
 import numbers
 import typing as t
 from dataclasses import dataclass
@@ -265,8 +267,8 @@ def check_settings(config: t.Mapping[str, t.Any]) -> tuple[Settings | None, list
     _check_numbers(config, errors)
     event_types = _check_event_types(config, errors)
     filters = _check_filters(config, errors)
-    if not str(config.get("api_token") or "").strip():
-        errors.append("api_token: the Custobar API token is missing or empty.")
+    if problem := token_problem(config.get("api_token")):
+        errors.append(f"api_token: {problem}")
     if errors or base_url is None:
         return None, errors
     return Settings(
@@ -278,6 +280,27 @@ def check_settings(config: t.Mapping[str, t.Any]) -> tuple[Settings | None, list
         event_types=event_types,
         filters=filters,
     ), errors
+
+
+def token_problem(value: t.Any) -> str | None:
+    """Why the token cannot go into an Authorization header, in words that quote no part
+    of it; None when it can. Surrounding whitespace does not count (it is stripped)."""
+    if not isinstance(value, str) or not value.strip():
+        return "the Custobar API token is missing or empty."
+    token = value.strip()
+    if any(ord(char) < 32 or ord(char) == 127 for char in token):
+        return (
+            "the token has a line break or another control character inside it (only "
+            "surrounding whitespace is removed); copy the token again."
+        )
+    try:
+        token.encode("latin-1")
+    except UnicodeEncodeError:
+        return (
+            "the token has characters an HTTP header cannot carry (outside Latin-1, such "
+            "as typographic quotes or dashes); copy the token again."
+        )
+    return None
 
 
 def resolve_base_url(config: t.Mapping[str, t.Any]) -> str | None:
@@ -453,3 +476,69 @@ def filter_query_value(value: t.Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+# --- settings from environment variables ---------------------------------------------------
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off", "")
+
+
+def as_text_schema(schema: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """The settings schema with every property a string: the SDK's environment parser then
+    hands every value over as written (it would crash on a bad integer and leave numbers as
+    text); env_values() gives them their types."""
+    return {**schema, "properties": {name: {"type": "string"} for name in schema["properties"]}}
+
+
+def env_values(raw: t.Mapping[str, str], schema: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """Environment strings in the types their settings declare. A value that does not read as
+    its type stays text, so that the settings check names the setting and the type."""
+    properties = schema.get("properties", {})
+    return {name: env_value(text, properties.get(name, {})) for name, text in raw.items()}
+
+
+def env_value(text: str, prop: t.Mapping[str, t.Any]) -> t.Any:
+    types = prop.get("type", "string")
+    types = [types] if isinstance(types, str) else list(types)
+    stripped = text.strip()
+    for kind in types:
+        if kind == "integer":
+            try:
+                return int(stripped)
+            except ValueError:
+                continue
+        if kind == "number":
+            try:
+                number = decimal.Decimal(stripped)
+            except decimal.InvalidOperation:
+                continue
+            if number.is_finite():  # Decimal, like the numbers of a config file
+                return int(number) if stripped.lstrip("+-").isdigit() else number
+        if kind == "boolean" and stripped.lower() in (*_TRUE, *_FALSE):
+            return stripped.lower() in _TRUE
+        if kind in ("array", "object"):
+            try:
+                value = json.loads(stripped, parse_float=decimal.Decimal)
+            except ValueError:
+                value = None
+            if isinstance(value, list if kind == "array" else dict):
+                return value
+            if kind == "array" and prop.get("items", {}).get("type") in ("string", ["string"]):
+                return [item.strip() for item in stripped.split(",") if item.strip()]
+    return text
+
+
+def unknown_setting_warnings(
+    config: t.Mapping[str, t.Any], schema: t.Mapping[str, t.Any]
+) -> list[str]:
+    """One warning per setting name the tap does not know, naming the closest known one."""
+    known = list(schema.get("properties", {}))
+    warnings = []
+    for name in config:
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"did you mean `{close[0]}`?" if close else "see `tap-custobar --about`."
+        warnings.append(f"Unknown setting `{name}` is ignored; {hint}")
+    return warnings

@@ -3,28 +3,39 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import typing as t
 from functools import cached_property
 
 import click
 from singer_sdk import Tap
+from singer_sdk.configuration._dict_config import parse_environment_config
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
+from singer_sdk.helpers._classproperty import classproperty
+from singer_sdk.tap_base import CliTestOptionValue
 
-from tap_custobar.client import CustobarStream, RetriesExhaustedError
-from tap_custobar.discovery import extend_schema
+from tap_custobar.client import CustobarStream
+from tap_custobar.connection_test import passed_message
+from tap_custobar.discovery import TenantUnreadableError, discovery_failure, extend_schema
 from tap_custobar.http import CustobarSession
+from tap_custobar.interrupts import OUTPUT_GUARD, Interrupted, interrupted_message
 from tap_custobar.settings import (
     CONFIG_SCHEMA,
     DEFAULT_USER_AGENT,
     Settings,
+    as_text_schema,
     check_settings,
+    env_values,
     undocumented_event_types,
+    unknown_setting_warnings,
 )
 from tap_custobar.streams import CustomersStream, EventsStream, ProductsStream, SalesStream
 from tap_custobar.writer import CustobarWriter
 
 if t.TYPE_CHECKING:
+    from types import FrameType
+
     from singer_sdk import Stream
 
 STREAM_TYPES = (CustomersStream, EventsStream, ProductsStream, SalesStream)
@@ -40,7 +51,17 @@ class TapCustobar(Tap):
     default_user_agent = DEFAULT_USER_AGENT
     config_errors: t.ClassVar[list[str]] = []
 
+    @classproperty
+    def _env_var_config(cls) -> dict[str, t.Any]:
+        # --config=ENV: the SDK reads numbers as text ("'0.5' is not of type 'number'").
+        schema = cls.config_jsonschema
+        cls.append_builtin_config(schema)
+        raw = parse_environment_config(as_text_schema(schema), cls._env_var_prefix)
+        return env_values(raw, schema)
+
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        for warning in unknown_setting_warnings(self.config, self.config_jsonschema):
+            self.logger.warning(warning)
         errors = super()._validate_config(raise_errors=False)
         if not errors:
             _, errors = check_settings(self.config)
@@ -78,6 +99,20 @@ class TapCustobar(Tap):
             self.settings.origin, float(self.config.get("min_request_interval", 1.0))
         )
 
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        # SIGINT / SIGTERM: not the SDK's "one more STATE, exit 0" (see interrupts.py).
+        OUTPUT_GUARD.handle(signum, frame)
+
+    @classmethod
+    def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
+        # The SDK ends a passing --test with no word of its own (run_connection_test is final).
+        try:
+            super().cb_test(ctx, param, value)
+        except click.exceptions.Exit as done:
+            if value == CliTestOptionValue.All.value and done.exit_code == 0:
+                print(passed_message(stream.name for stream in STREAM_TYPES), file=sys.stderr)
+            raise
+
     def run_discovery(self) -> str:
         self._discovering = True
         return super().run_discovery()
@@ -93,19 +128,10 @@ class TapCustobar(Tap):
         for stream in streams:
             try:
                 discovered.append(self.with_custom_fields(stream))
-            except RetriesExhaustedError as exc:  # unreachable: every stream would wait again
-                self.logger.warning(
-                    "Custom-field discovery failed (%s); the catalog has the built-in fields only",
-                    " ".join(str(exc).split()),
-                )
-                return [stream_type(tap=self) for stream_type in STREAM_TYPES]
-            except Exception as exc:  # discovery must still produce a catalog
-                self.logger.warning(
-                    "%s: custom-field discovery failed (%s); this stream keeps its built-in fields",
-                    stream.name,
-                    " ".join(str(exc).split()) or exc.__class__.__name__,
-                )
-                discovered.append(type(stream)(tap=self))
+            except FatalAPIError as exc:
+                # A catalog without the tenant's fields would be cached and silently drop
+                # them from every later sync: no catalog at all, and why.
+                raise TenantUnreadableError(discovery_failure(exc)) from None
         return discovered
 
     def with_custom_fields(self, stream: CustobarStream) -> CustobarStream:
@@ -124,7 +150,10 @@ class TapCustobar(Tap):
 def redact(text: str, config: t.Mapping[str, t.Any]) -> str:
     """Remove the token from a message (JSON schema errors quote offending values)."""
     token = str(config.get("api_token") or "")
-    return text.replace(token, "<redacted>") if len(token) >= 4 else text
+    for secret in (token, token.strip()):  # as given, and as sent (whitespace stripped)
+        if len(secret) >= 4:
+            text = text.replace(secret, "<redacted>")
+    return text
 
 
 def main() -> None:
@@ -135,8 +164,11 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    except Interrupted as exc:
+        print(exc.message, file=sys.stderr)
+        sys.exit(exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        print("tap-custobar: interrupted.", file=sys.stderr)
+        print(interrupted_message(signal.SIGINT), file=sys.stderr)
         sys.exit(130)
     except Exception as exc:
         if not isinstance(exc, (ConfigValidationError, FatalAPIError)):

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import sys
+import typing as t
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 
+from tap_custobar.interrupts import OUTPUT_GUARD
+
+if t.TYPE_CHECKING:
+    from singer_sdk.singerlib import Message
+
 
 class CustobarWriter(MsgSpecWriter):
-    """MsgSpecWriter that can also write a page of RECORD lines in one call."""
+    """MsgSpecWriter that can also write a page of RECORD lines in one call; a signal
+    arriving during a write stops the run only once the write is complete."""
+
+    def write_message(self, message: Message) -> None:
+        with OUTPUT_GUARD:
+            super().write_message(message)
 
     def write_lines(self, lines: bytes | bytearray) -> None:
-        sys.stdout.buffer.write(lines)
-        sys.stdout.flush()
+        with OUTPUT_GUARD:
+            sys.stdout.buffer.write(lines)
+            sys.stdout.flush()

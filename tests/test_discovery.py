@@ -6,6 +6,7 @@ import json
 import logging
 
 import pytest
+from singer_sdk.exceptions import FatalAPIError
 
 from tap_custobar import tap as tap_module
 from tap_custobar.tap import TapCustobar
@@ -72,34 +73,35 @@ def test_rare_field_values_arrive_when_discovered(sandbox, capsys) -> None:
     assert profiles and all(isinstance(p["level"], int) for p in profiles)
 
 
-def test_stale_catalog_logs_each_dropped_field_once(sandbox, caplog) -> None:
+def test_stale_catalog_lists_the_dropped_fields_in_one_warning_per_stream(sandbox, caplog) -> None:
     config = sandbox_config(sandbox, page_size=30, event_types=["BROWSE"])
     builtin = TapCustobar(config=config).catalog_dict  # a catalog from before the custom fields
     with caplog.at_level(logging.WARNING):
         run = run_tap(config, catalog=builtin)
     dropped = [r.getMessage() for r in caplog.records if "not in the catalog's schema" in r.getMessage()]
-    per_field = {(m.split(":")[0], m.split("'")[1]) for m in dropped}
-    assert len(dropped) == len(per_field), "each field is reported once per stream"
-    assert ("customers", "acme__points") in per_field
-    assert ("customers", "acme__rare_flag") in per_field
+    streams = [m.split(":")[0] for m in dropped]
+    assert sorted(streams) == sorted(set(streams)), "one warning per stream"
+    assert set(streams) == {"customers", "events", "products", "sales"}
+    customers = next(m for m in dropped if m.startswith("customers:"))
+    listed = customers.split("dropped: ")[1].split(";")[0].split(", ")
+    assert {"acme__points", "acme__rare_flag"} <= set(listed) and listed == sorted(listed)
     assert all("--refresh-catalog" in m for m in dropped)
     assert all("acme__points" not in r for r in run.records["customers"])
 
 
-def test_discovery_off_or_unreachable_gives_the_builtin_catalog(sandbox, capsys, caplog) -> None:
+def test_discovery_off_gives_the_builtin_catalog_and_unreachable_gives_none(
+    sandbox, capsys, caplog
+) -> None:
     with caplog.at_level(logging.INFO):
         catalog = discover(sandbox_config(sandbox, discover_custom_fields=False), capsys)
     assert "acme__points" not in catalog["customers"]["schema"]["properties"]
     assert any("discover_custom_fields is off" in r.getMessage() for r in caplog.records)
     assert not sandbox.requests
-    caplog.clear()
     unreachable = sandbox_config(sandbox, base_url="http://127.0.0.1:9", max_retries=0)
-    with caplog.at_level(logging.INFO):
-        catalog = discover(unreachable, capsys)
-    assert set(catalog) == {"customers", "events", "products", "sales"}
-    assert "acme__points" not in catalog["customers"]["schema"]["properties"]
-    failures = [r.getMessage() for r in caplog.records if "discovery failed" in r.getMessage()]
-    assert len(failures) == 1 and "/api/data/customers/" in failures[0]
+    with pytest.raises(FatalAPIError, match="no catalog was written") as failure:
+        discover(unreachable, capsys)
+    assert "http://127.0.0.1:9" in str(failure.value) and "connection refused" in str(failure.value)
+    assert not capsys.readouterr().out
 
 
 def test_a_refused_csv_request_still_discovers_from_the_json_sample(sandbox, capsys, caplog) -> None:
@@ -112,13 +114,9 @@ def test_a_refused_csv_request_still_discovers_from_the_json_sample(sandbox, cap
     assert any("no CSV field list" in r.getMessage() for r in caplog.records)
 
 
-def test_one_failing_stream_keeps_its_builtin_fields_and_others_are_discovered(
-    sandbox, capsys, caplog
-) -> None:
+def test_one_stream_refused_fails_discovery_naming_it(sandbox, capsys) -> None:
     sandbox.inject("403", stream="products", times=2)
-    with caplog.at_level(logging.WARNING):
-        catalog = discover(sandbox_config(sandbox), capsys)
-    assert "acme__points" not in catalog["products"]["schema"]["properties"]
-    assert "acme__points" in catalog["customers"]["schema"]["properties"]
-    assert "acme__points" in catalog["sales"]["schema"]["properties"]
-    assert any(r.getMessage().startswith("products: custom-field discovery failed") for r in caplog.records)
+    with pytest.raises(FatalAPIError, match="no catalog was written") as failure:
+        discover(sandbox_config(sandbox), capsys)
+    assert "products: 403" in str(failure.value) and "GET /api/data/products/" in str(failure.value)
+    assert not capsys.readouterr().out

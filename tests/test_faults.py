@@ -779,12 +779,13 @@ def test_token_absent_from_about_and_discover(sandbox, monkeypatch) -> None:
     no_token(run.stderr)
     no_token(json.dumps(run.messages))
     assert len(requests_for(sandbox, "sales")) >= 3  # the 429, its retry and the sample
-    # Discovery that fails on auth still gives a catalog, and says why without the token.
+    # Discovery that fails on auth writes no catalog, and says why without the token.
     sandbox.inject("401", times=None)
     run = run_tap_cli(config, args=["--discover"])
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.returncode == 1, run.stderr[-2000:]
     no_token(run.stderr)
-    assert "custom-field discovery failed" in run.stderr.lower() and "401" in run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert "no catalog was written" in last and "401" in last and "api_token" in last
 
 
 def test_off_origin_next_url_from_the_command_line_with_debug_logging(
