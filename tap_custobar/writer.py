@@ -14,14 +14,25 @@ if t.TYPE_CHECKING:
 
 
 class CustobarWriter(MsgSpecWriter):
-    """MsgSpecWriter that can also write a page of RECORD lines in one call; a signal
-    arriving during a write stops the run only once the write is complete."""
+    """MsgSpecWriter that can also write a page of RECORD lines in one call.
+
+    Every write is whole: unbuffered stdout (python -u, PYTHONUNBUFFERED) is a raw file whose
+    write() may take only part of the data when a signal interrupts it, and a signal arriving
+    during a write stops the run only once the write is complete (interrupts.py).
+    """
 
     def write_message(self, message: Message) -> None:
-        with OUTPUT_GUARD:
-            super().write_message(message)
+        self.write_lines(self.format_message(message))
 
     def write_lines(self, lines: bytes | bytearray) -> None:
         with OUTPUT_GUARD:
-            sys.stdout.buffer.write(lines)
+            write_all(sys.stdout.buffer, lines)
             sys.stdout.flush()
+
+
+def write_all(stream: t.BinaryIO, data: bytes | bytearray) -> None:
+    """Write all of `data`, also to a raw file that takes part of it per call."""
+    view = memoryview(data)
+    while view:
+        written = stream.write(view)
+        view = view[written if written is not None else 0 :]
