@@ -60,7 +60,9 @@ class TapCustobar(Tap):
         return env_values(raw, schema)
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        for warning in unknown_setting_warnings(self.config, self.config_jsonschema):
+        known = {"properties": dict(self.config_jsonschema["properties"])}
+        self.append_builtin_config(known)  # stream_maps, flattening_enabled...: the SDK's own
+        for warning in unknown_setting_warnings(self.config, known):
             self.logger.warning(warning)
         errors = super()._validate_config(raise_errors=False)
         if not errors:

@@ -128,6 +128,8 @@ def test_an_unknown_setting_gets_one_warning_naming_the_closest(tmp_path: Path) 
         "min_request_intervall": 0.5,
         "start_dat": "2026-01-01",
         "colour": "blue",
+        "stream_maps": {},  # the SDK's own settings are known too
+        "flattening_enabled": False,
     }
     (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
     done = subprocess.run(
