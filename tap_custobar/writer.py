@@ -22,12 +22,17 @@ class CustobarWriter(MsgSpecWriter):
     """
 
     def write_message(self, message: Message) -> None:
-        self.write_lines(self.format_message(message))
+        write_out(self.format_message(message))
 
     def write_lines(self, lines: bytes | bytearray) -> None:
-        with OUTPUT_GUARD:
-            write_all(sys.stdout.buffer, lines)
-            sys.stdout.flush()
+        write_out(lines)
+
+
+def write_out(data: bytes | bytearray) -> None:
+    """All of `data` to stdout, flushed; a signal meanwhile takes effect after it."""
+    with OUTPUT_GUARD:
+        write_all(sys.stdout.buffer, data)
+        sys.stdout.flush()
 
 
 def write_all(stream: t.BinaryIO, data: bytes | bytearray) -> None:

@@ -147,7 +147,9 @@ def test_pacing_spaces_request_starts(sandbox) -> None:
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     # The sandbox stamps a request after reading its headers: allow it some jitter.
     assert min(gaps) >= 0.12
-    assert sum(gaps) / len(gaps) >= 0.15
+    # The mean sits at the interval itself: a millisecond of the server's stamping noise
+    # put it at 0.1499 in about half the runs on a busy machine.
+    assert sum(gaps) / len(gaps) >= 0.145
 
 
 def test_state_is_written_after_every_page(sandbox) -> None:
