@@ -241,6 +241,7 @@ def test_exponential_waits_are_jittered_and_retry_after_is_not() -> None:
     response.headers["Retry-After"] = "7"
     busy = RetriableAPIError("429 Too Many Requests", response)
     dropped = requests.exceptions.ConnectionError("dropped")
+    firsts = set()
     for _ in range(50):
         waits = stream.backoff_wait_generator()
         next(waits)
@@ -248,6 +249,8 @@ def test_exponential_waits_are_jittered_and_retry_after_is_not() -> None:
         assert 1.0 <= first < 1.0 * (1 + JITTER_FRACTION)
         assert 2.0 <= second < 2.0 * (1 + JITTER_FRACTION)
         assert told == 7.0
+        firsts.add(first)
+    assert len(firsts) > 40, "each run draws its own wait"
     capped = stream.backoff_wait_generator()
     next(capped)
     assert max(capped.send(dropped) for _ in range(20)) <= client.BACKOFF_CAP_SECONDS

@@ -78,6 +78,72 @@ def test_a_signal_mid_sync_ends_the_run_honestly(sandbox, tmp_path: Path, signum
     assert resumed.returncode == 0, resumed.stderr[-1500:]
 
 
+def test_a_signal_while_stdout_is_full_leaves_only_whole_lines(sandbox, tmp_path: Path) -> None:
+    # The reader stops reading: the pipe fills and the tap blocks in a write of a page. The
+    # signal interrupts that write; the page must still come out whole (a raw stdout takes
+    # part of it and returns), and the run stops right after.
+    config = sandbox_config(sandbox, page_size=100, event_types=["BROWSE"])
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    argv = [sys.executable, "-m", "tap_custobar", "--config", str(tmp_path / "config.json")]
+    with (
+        (tmp_path / "stderr.txt").open("wb") as stderr,  # a file: only stdout can fill up
+        subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        ) as process,
+    ):
+        assert process.stdout is not None
+        first = process.stdout.readline()  # started; from now on nobody reads
+        time.sleep(2)
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=60)
+    text = (first + out).decode("utf-8")
+    err = (tmp_path / "stderr.txt").read_text(encoding="utf-8")
+    check_no_token(text + err)
+    assert process.returncode == 143, err[-1500:]
+    assert text.endswith("\n"), "stdout ends with a whole line"
+    messages = [json.loads(line) for line in text.splitlines()]
+    records = [m for m in messages if m["type"] == "RECORD"]
+    assert 0 < len(records) < 250 + 120 + 60, "stopped mid-run"
+
+
+WRITER_CHILD = """
+import sys
+from signal import SIGTERM, signal
+from tap_custobar.interrupts import OUTPUT_GUARD, Interrupted
+from tap_custobar.writer import CustobarWriter
+
+signal(SIGTERM, OUTPUT_GUARD.handle)
+page = (b"x" * 99 + b"\\n") * 20000
+sys.stderr.write("writing\\n")
+try:
+    CustobarWriter().write_lines(page)
+except Interrupted as stop:
+    sys.exit(stop.exit_code)
+"""
+
+
+def test_a_page_write_interrupted_by_a_signal_still_comes_out_whole() -> None:
+    # Unbuffered stdout is a raw file: a signal during a write into a full pipe makes write()
+    # return after part of the data. The writer must go on until all of it is out.
+    with subprocess.Popen(
+        [sys.executable, "-u", "-c", WRITER_CHILD],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stderr.readline() == b"writing\n"
+        time.sleep(0.5)  # the 2 MB page fills the pipe; nobody reads yet
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    assert len(out) == 2_000_000, err.decode()[-1500:]
+    assert process.returncode == 143, "the signal takes effect once the write is complete"
+
+
 def test_a_signal_during_a_write_waits_for_its_end() -> None:
     guard = OutputGuard()
     with pytest.raises(Interrupted) as stopped:

@@ -28,6 +28,7 @@ def run_with_env(
     """`tap-custobar --config=ENV <args>` with exactly these TAP_CUSTOBAR_* variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAP_CUSTOBAR_")}
     env.update({f"TAP_CUSTOBAR_{name.upper()}": value for name, value in settings.items()})
+    env["PYTHONPATH"] = str(ROOT)  # this checkout's code, run from a folder without .env
     done = subprocess.run(
         [sys.executable, "-m", "tap_custobar", "--config=ENV", *args],
         capture_output=True,
