@@ -59,4 +59,6 @@ def test_meltano_yml_declares_the_tap_settings_as_the_hub_file_does() -> None:
         for key in ("kind", "label", "value", "sensitive", "options"):
             assert setting.get(key) == expected.get(key), (setting["name"], key)
     assert PROJECT_TAP["settings_group_validation"] == HUB["settings_group_validation"]
-    assert "default_environment" not in PROJECT
+    # The default environment (Meltano 4.4.1's `meltano run` needs one) overrides nothing.
+    (default,) = [e for e in PROJECT["environments"] if e["name"] == PROJECT["default_environment"]]
+    assert default.get("config") is None, default
