@@ -21,8 +21,11 @@ from tests.sandbox import TEST_TOKEN, Sandbox, generate_dataset
 
 
 @pytest.fixture(scope="session")
-def meltano_installed() -> None:
-    """meltano 4.4.1 in .meltano-venv, with `meltano install` done once, in the checkout."""
+def meltano_installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """meltano 4.4.1 in .meltano-venv, with `meltano install` done once, in the checkout.
+
+    Returns an empty system database, migrated once, for the tests' projects to start from.
+    """
     if not MELTANO.is_file():
         pytest.fail(f"{MELTANO} is missing: run `make install` first", pytrace=False)
     checkout = Meltano(project=ROOT)
@@ -30,12 +33,15 @@ def meltano_installed() -> None:
     if MELTANO_VERSION not in version.stdout:
         pytest.fail(f"expected meltano {MELTANO_VERSION}, got {version.stdout.strip()}")
     checkout.ok("install", timeout=900)
+    template = Meltano(project=make_project(tmp_path_factory.mktemp("meltano") / "template"))
+    template.ok("state", "list")  # creates and migrates .meltano/meltano.db
+    return template.project / ".meltano" / "meltano.db"
 
 
 @pytest.fixture
-def meltano(meltano_installed: None, tmp_path: Path) -> Meltano:
+def meltano(meltano_installed: Path, tmp_path: Path) -> Meltano:
     """The meltano CLI in a project root of this test's own (this project's meltano.yml)."""
-    return Meltano(project=make_project(tmp_path / "meltano-project"))
+    return Meltano(project=make_project(tmp_path / "meltano-project", meltano_installed))
 
 
 @pytest.fixture(scope="session")

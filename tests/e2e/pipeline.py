@@ -58,12 +58,18 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def make_project(folder: Path) -> Path:
-    """A Meltano project in `folder` with this project's meltano.yml and installed plugins."""
+def make_project(folder: Path, system_db: Path | None = None) -> Path:
+    """A Meltano project in `folder` with this project's meltano.yml and installed plugins.
+
+    `system_db`: an empty, migrated system database to start from (Meltano creates and
+    migrates one on a project's first command otherwise, a few seconds each time).
+    """
     folder.mkdir(parents=True)
     shutil.copy(ROOT / "meltano.yml", folder / "meltano.yml")
     system = folder / ".meltano"
     system.mkdir()
+    if system_db is not None:
+        shutil.copy(system_db, system / "meltano.db")
     for kind in ("extractors", "loaders"):
         installed = ROOT / ".meltano" / kind
         if not installed.is_dir():
