@@ -41,7 +41,6 @@ echo "Sandbox with $CUSTOMERS customers at $url"
 
 TAP_CUSTOBAR_BASE_URL="$url" \
 TAP_CUSTOBAR_API_TOKEN="$token" \
-TAP_CUSTOBAR_MIN_REQUEST_INTERVAL=0 \
 TARGET_JSONL_DESTINATION_PATH=output \
 TARGET_JSONL_DO_TIMESTAMP_FILE=false \
     "$MELTANO" --environment=sandbox run --full-refresh --state-id-suffix demo \

@@ -1,34 +1,47 @@
 """Fixtures for the end-to-end tests: a throwaway PostgreSQL, the real `meltano` CLI, a sandbox.
 
-`make install` builds `.meltano-venv` (meltano 4.4.1) and runs `meltano install`; the `meltano`
-fixture checks both, once per session, and fails loudly when they are missing. Every run gets a
-unique `--state-id-suffix`, so tests never share bookmarks in the project's system database.
+`make install` builds `.meltano-venv` (meltano 4.4.1) and runs `meltano install`; the session
+checks both once and fails loudly when they are missing. Each test's `meltano` runs in a project
+root of its own (tests/e2e/pipeline.py: make_project), so no test writes into the checkout's
+system database, state or .meltano/run/, and tests never share bookmarks.
 """
 
 from __future__ import annotations
 
 import typing as t
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.e2e.pipeline import MELTANO, MELTANO_VERSION, Meltano
+from tests.e2e.pipeline import MELTANO, MELTANO_VERSION, ROOT, Meltano, make_project
 from tests.e2e.postgres import PostgresCluster, PostgresUnavailable, create_cluster
 from tests.sandbox import TEST_TOKEN, Sandbox, generate_dataset
 
 
 @pytest.fixture(scope="session")
-def meltano() -> Meltano:
-    """meltano 4.4.1 from .meltano-venv, with `meltano install` done once for the session."""
+def meltano_installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """meltano 4.4.1 in .meltano-venv, with `meltano install` done once, in the checkout.
+
+    Returns an empty system database, migrated once, for the tests' projects to start from.
+    """
     if not MELTANO.is_file():
         pytest.fail(f"{MELTANO} is missing: run `make install` first", pytrace=False)
-    runner = Meltano()
-    version = runner.ok("--version")
+    checkout = Meltano(project=ROOT)
+    version = checkout.ok("--version")
     if MELTANO_VERSION not in version.stdout:
         pytest.fail(f"expected meltano {MELTANO_VERSION}, got {version.stdout.strip()}")
-    runner.ok("install", timeout=900)
-    return runner
+    checkout.ok("install", timeout=900)
+    template = Meltano(project=make_project(tmp_path_factory.mktemp("meltano") / "template"))
+    template.ok("state", "list")  # creates and migrates .meltano/meltano.db
+    return template.project / ".meltano" / "meltano.db"
+
+
+@pytest.fixture
+def meltano(meltano_installed: Path, tmp_path: Path) -> Meltano:
+    """The meltano CLI in a project root of this test's own (this project's meltano.yml)."""
+    return Meltano(project=make_project(tmp_path / "meltano-project", meltano_installed))
 
 
 @pytest.fixture(scope="session")

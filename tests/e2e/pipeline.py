@@ -1,9 +1,16 @@
-"""Running the real `meltano` CLI of this project as a subprocess, with settings from the env."""
+"""Running the real `meltano` CLI as a subprocess, in a project root of its own per test.
+
+`make_project` gives a test a Meltano project in a temporary folder: a copy of this project's
+meltano.yml, and the plugin venvs that `make install` built under the checkout's .meltano/
+(symlinked, so a test costs no install). Meltano keeps its system database, state, logs and
+.meltano/run/ files under the project root, so test runs never touch the checkout's.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import typing as t
 from dataclasses import dataclass, field
@@ -51,19 +58,44 @@ def clean_env() -> dict[str, str]:
     return env
 
 
+def make_project(folder: Path, system_db: Path | None = None) -> Path:
+    """A Meltano project in `folder` with this project's meltano.yml and installed plugins.
+
+    `system_db`: an empty, migrated system database to start from (Meltano creates and
+    migrates one on a project's first command otherwise, a few seconds each time).
+    """
+    folder.mkdir(parents=True)
+    shutil.copy(ROOT / "meltano.yml", folder / "meltano.yml")
+    system = folder / ".meltano"
+    system.mkdir()
+    if system_db is not None:
+        shutil.copy(system_db, system / "meltano.db")
+    for kind in ("extractors", "loaders"):
+        installed = ROOT / ".meltano" / kind
+        if not installed.is_dir():
+            pytest.fail(f"{installed} is missing: run `make install` first", pytrace=False)
+        (system / kind).symlink_to(installed, target_is_directory=True)
+    return folder
+
+
 @dataclass
 class Meltano:
-    """The project's meltano CLI, run in the project folder."""
+    """The meltano CLI, run in the project root `project`."""
 
+    project: Path
     executable: Path = MELTANO
     base_env: dict[str, str] = field(default_factory=clean_env)
 
     def __call__(
         self, *args: str, env: t.Mapping[str, str] | None = None, timeout: float = 300
     ) -> MeltanoResult:
+        if "install" in args and (self.project / ".meltano" / "extractors").is_symlink():
+            # The plugin venvs are the checkout's: installing from here would rebuild them
+            # from this copy of meltano.yml (`pip_url: -e .` is relative to the project).
+            raise AssertionError("`meltano install` in a project made by make_project")
         done = subprocess.run(
             [str(self.executable), *args],
-            cwd=ROOT,
+            cwd=self.project,
             env={**self.base_env, **(env or {})},
             capture_output=True,
             text=True,
@@ -94,10 +126,15 @@ class Meltano:
         state_suffix: str,
         extra: t.Sequence[str] = (),
     ) -> MeltanoResult:
-        """`meltano --environment=sandbox run tap-custobar <loader>` under its own state id."""
+        """`meltano --environment=sandbox run tap-custobar <loader>` under its own state id.
+
+        --no-install: Meltano would otherwise reinstall a plugin whose venv it finds stale, into
+        the checkout's venvs.
+        """
         return self.ok(
             "--environment=sandbox",
             "run",
+            "--no-install",
             "--state-id-suffix",
             state_suffix,
             *extra,
@@ -109,12 +146,11 @@ class Meltano:
 
 def tap_env(sandbox: t.Any, **settings: str) -> dict[str, str]:
     """The tap's settings as environment variables, pointing at `sandbox`."""
+    # min_request_interval is 0 in meltano.yml's sandbox environment.
     env = {
         "TAP_CUSTOBAR_BASE_URL": sandbox.url,
         "TAP_CUSTOBAR_API_TOKEN": TEST_TOKEN,
-        "TAP_CUSTOBAR_MIN_REQUEST_INTERVAL": "0",
         "TAP_CUSTOBAR_MAX_RETRIES": "2",
-        "TAP_CUSTOBAR_REQUEST_TIMEOUT": "30",
         # Several pages per stream and per event type.
         "TAP_CUSTOBAR_PAGE_SIZE": "100",
     }
@@ -151,3 +187,13 @@ def read_jsonl(folder: Path, stream: str) -> list[dict]:
 
 def jsonl_env(folder: Path) -> dict[str, str]:
     return {"TARGET_JSONL_DESTINATION_PATH": str(folder), "TARGET_JSONL_DO_TIMESTAMP_FILE": "false"}
+
+
+def checkout_system_files() -> dict[str, tuple[int, int]]:
+    """The checkout's Meltano system files (.meltano/ minus the plugin venvs): size, mtime."""
+    system = ROOT / ".meltano"
+    return {
+        str(path.relative_to(system)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in system.rglob("*")
+        if path.is_file() and path.relative_to(system).parts[0] not in ("extractors", "loaders")
+    }

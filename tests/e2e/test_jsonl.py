@@ -13,7 +13,7 @@ from tests.e2e.expected import (
     expected_records,
     key_of,
 )
-from tests.e2e.pipeline import jsonl_env, read_jsonl, tap_env
+from tests.e2e.pipeline import checkout_system_files, jsonl_env, read_jsonl, tap_env
 
 
 def by_key(stream: str, records: t.Iterable[dict]) -> tuple[dict[Key, dict], list[Key]]:
@@ -29,9 +29,15 @@ def by_key(stream: str, records: t.Iterable[dict]) -> tuple[dict[Key, dict], lis
 
 def test_jsonl_files_hold_the_sandbox(meltano, sandbox, tmp_path, state_suffix):
     out = tmp_path / "output"
+    checkout_before = checkout_system_files()
     meltano.run_pipeline(
         "target-jsonl", env={**tap_env(sandbox), **jsonl_env(out)}, state_suffix=state_suffix
     )
+    # The run kept its state in the test's own project root; the checkout's system database,
+    # state and .meltano/run/ files are untouched.
+    states = meltano.ok("state", "list").stdout.split()
+    assert states == [f"sandbox:tap-custobar-to-target-jsonl:{state_suffix}"]
+    assert checkout_system_files() == checkout_before
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{s}.jsonl" for s in STREAMS)
 
     for stream in STREAMS:

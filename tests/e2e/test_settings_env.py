@@ -18,8 +18,6 @@ def settings_env(sandbox, dataset) -> dict[str, str]:
     return tap_env(
         sandbox,
         page_size="25",
-        min_request_interval="0",
-        request_timeout="30",
         max_retries="1",
         lookback_days="3",
         event_types='["MAIL_OPEN", "BROWSE"]',
@@ -45,8 +43,7 @@ def test_config_print_shows_env_settings_with_their_types(meltano, sandbox, data
     assert config["api_token"] != "" and config["api_token"].strip("*") == ""  # masked
     assert config["base_url"] == sandbox.url  # the environment variable wins over meltano.yml
     assert config["page_size"] == 25 and type(config["page_size"]) is int
-    assert config["min_request_interval"] == 0 and type(config["min_request_interval"]) is int
-    assert config["request_timeout"] == 30 and type(config["request_timeout"]) is int
+    assert config["min_request_interval"] == 0  # the sandbox environment's, a number
     assert config["max_retries"] == 1
     assert config["lookback_days"] == 3
     assert config["event_types"] == ["MAIL_OPEN", "BROWSE"]
@@ -57,6 +54,30 @@ def test_config_print_shows_env_settings_with_their_types(meltano, sandbox, data
     assert config["start_date"] == start_date(dataset)
     assert config["discover_custom_fields"] is False
     assert config["emit_activate_version_messages"] is False
+
+
+def test_decimal_settings_reach_the_tap_unchanged_from_the_environment(meltano, sandbox):
+    """min_request_interval and request_timeout are `kind: string` in meltano.yml: Meltano 4.4.1
+    crashes on a `kind: decimal` value from the environment ("Object of type Decimal is not JSON
+    serializable") and `kind: integer` refuses a fraction. The config file Meltano writes for
+    the tap holds the text as given."""
+    env = {
+        **tap_env(sandbox),
+        # --dump=config prints the whole config, token included: not the sandbox's token.
+        "TAP_CUSTOBAR_API_TOKEN": "dump-only-token",
+        "TAP_CUSTOBAR_MIN_REQUEST_INTERVAL": "0.5",
+        "TAP_CUSTOBAR_REQUEST_TIMEOUT": "12.5",
+    }
+    dumped = meltano.ok("invoke", "--no-install", "--dump=config", "tap-custobar", env=env)
+    config = json.loads(dumped.stdout)
+    assert config["min_request_interval"] == "0.5"
+    assert config["request_timeout"] == "12.5"
+    # A number written in meltano.yml stays a number (the sandbox environment's 0).
+    named = meltano.ok(
+        "--environment=sandbox", "invoke", "--no-install", "--dump=config", "tap-custobar",
+        env={**tap_env(sandbox), "TAP_CUSTOBAR_API_TOKEN": "dump-only-token"},
+    )  # fmt: skip
+    assert json.loads(named.stdout)["min_request_interval"] == 0
 
 
 def test_run_honours_env_settings(meltano, sandbox, dataset, tmp_path, state_suffix):

@@ -8,6 +8,7 @@ with ``POST /_sandbox/clear-requests``.
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import signal
 import sys
@@ -53,6 +54,18 @@ def dataset_sizes(args: argparse.Namespace) -> dict[str, int]:
     }
 
 
+def cannot_listen(host: str, port: int, error: OSError) -> str:
+    """One line for a port the sandbox cannot listen on, with the way out."""
+    if error.errno == errno.EADDRINUSE:
+        reason = "is already in use (another sandbox, or another program)"
+    else:
+        reason = f"cannot be used: {error.strerror or error}"
+    return (
+        f"python -m tests.sandbox: port {port} on {host} {reason}. Pick another with "
+        "--port <number>, or --port 0 for a free one (the SANDBOX_URL= line shows which)."
+    )
+
+
 def _exit_cleanly(signum: int, frame: Any) -> None:
     raise SystemExit(0)
 
@@ -68,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     sandbox = Sandbox(dataset, token=args.token, host=args.host, port=args.port)
     sandbox.switches = args.switch
-    sandbox.start()
+    try:
+        sandbox.start()
+    except OSError as error:
+        print(cannot_listen(args.host, args.port, error), file=sys.stderr)
+        return 1
     try:
         print(f"SANDBOX_URL={sandbox.url}", flush=True)
         print(f"SANDBOX_TOKEN={args.token}", flush=True)
