@@ -14,6 +14,8 @@ from singer_sdk.testing import SuiteConfig, get_tap_test_class
 from tap_custobar.tap import TapCustobar
 from tests.expected import by_key, expected_record
 from tests.harness import (
+    bookmarks_of,
+    check_state_messages,
     discovered_catalog,
     run_tap,
     run_tap_cli,
@@ -171,12 +173,9 @@ def test_state_is_written_after_every_page(sandbox) -> None:
     run = run_tap(sandbox_config(sandbox, page_size=20, event_types=["MAIL_OPEN"]))
     pages = [r for r in sandbox.requests if r["stream"] == "events"]
     assert len(pages) >= 5
-    values = [
-        s["bookmarks"]["events"]["partitions"][0].get("replication_key_value")
-        for s in run.states
-        if s.get("bookmarks", {}).get("events", {}).get("partitions")
-    ]
-    assert len(set(values)) >= len(pages) - 1
+    values = {bookmarks_of(state).get(("events", "MAIL_OPEN")) for state in run.states}
+    assert len(values - {None}) >= len(pages) - 1
+    check_state_messages(run.messages, None, lookback_days=1)
 
 
 def test_about_and_discover_from_the_command_line(sandbox) -> None:

@@ -49,8 +49,8 @@ class Sandbox:
         self.scopes = set(scopes) if scopes is not None else None
         self._switches = Switches()
         self._store = Store(self.dataset, body_cache_bytes)
-        self._faults = Faults()
-        self._log = RequestLog(token)
+        self.faults = Faults()  # the handler takes each request's fault from here
+        self.log = RequestLog(token)  # ... and logs each request here
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -126,23 +126,23 @@ class Sandbox:
             raise ValueError(f"Unknown fault {kind!r}; faults are {sorted(FAULT_KINDS)}")
         if stream is not None and stream not in STREAMS:
             raise ValueError(f"Unknown stream {stream!r}")
-        self._faults.add(FaultRule(kind, times, stream, after, options))
+        self.faults.add(FaultRule(kind, times, stream, after, options))
 
     def clear_faults(self) -> None:
-        self._faults.clear()
+        self.faults.clear()
 
     # request log
 
     @property
     def requests(self) -> list[dict[str, Any]]:
-        return self._log.entries()
+        return self.log.entries()
 
     def clear_requests(self) -> None:
-        self._log.clear()
+        self.log.clear()
 
-    # serving (called from the handler threads)
+    # serving (called from the handler threads, tests/sandbox/routing.py)
 
-    def _api_response(
+    def api_response(
         self, stream: str, raw_query: str, auth_ok: bool, next_url: str | None
     ) -> Response:
         """The API's answer; ``next_url`` replaces the real one (a fault)."""
@@ -158,7 +158,7 @@ class Sandbox:
 
     def _page_response(self, query: Query, next_url_override: str | None) -> Response:
         switches = frozenset(self._switches)
-        cacheable = not switches and next_url_override is None and not self._faults.pending()
+        cacheable = not switches and next_url_override is None and not self.faults.pending()
         if cacheable and (cached := self._store.cached_body(query)) is not None:
             return cached
         page, next_offset, version = self._page(query, switches)
@@ -200,7 +200,7 @@ class Sandbox:
         body_next_url = None if "next_url_header_only" in switches else next_url
         return Response(200, render_json(query.stream, page, body_next_url), JSON_TYPE, headers)
 
-    def _admin_response(self, method: str, path: str) -> Response:
+    def admin_response(self, method: str, path: str) -> Response:
         """The unauthenticated endpoints for users in another process."""
         if path == "/_sandbox/requests":
             if method != "GET":
@@ -209,5 +209,5 @@ class Sandbox:
         if path == "/_sandbox/clear-requests":
             if method != "POST":
                 return error_response(405, "Method not allowed")
-            return Response(200, msgspec.json.encode({"cleared": self._log.clear()}))
+            return Response(200, msgspec.json.encode({"cleared": self.log.clear()}))
         return error_response(404, "Not found")

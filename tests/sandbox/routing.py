@@ -155,10 +155,10 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         sandbox = self.server.sandbox
         if url.path.startswith("/_sandbox/"):
-            self._write(sandbox._admin_response(method, url.path))
+            self._write(sandbox.admin_response(method, url.path))
             return
         auth = check_authorization(self.headers.get("Authorization"), sandbox.token)
-        entry = sandbox._log.start(method, url, self.headers, auth)
+        entry = sandbox.log.start(method, url, self.headers, auth)
         stream = STREAM_PATHS.get(url.path)
         entry["stream"] = stream
         if stream is None:
@@ -176,7 +176,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _serve_data(self, entry: dict[str, Any], stream: str, url: SplitResult) -> None:
         sandbox = self.server.sandbox
-        fault = sandbox._faults.take(stream)
+        fault = sandbox.faults.take(stream)
         kind = fault.kind if fault else None
         entry["fault"] = kind
         if kind in REPLACING_FAULTS:
@@ -191,7 +191,7 @@ class Handler(BaseHTTPRequestHandler):
             next_url = fault.options.get("url", default)
         elif kind == "repeat_next_url":
             next_url = sandbox.url + self.path
-        response = sandbox._api_response(stream, url.query, entry["auth_ok"], next_url)
+        response = sandbox.api_response(stream, url.query, entry["auth_ok"], next_url)
         if kind == "slow":
             time.sleep(fault.options.get("seconds", 1.0))
         if kind == "truncated_json":  # a new Response: this one may be in the page cache
