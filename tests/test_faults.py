@@ -44,13 +44,6 @@ STAMP_TOLERANCE = 0.2
 
 # --- helpers -----------------------------------------------------------------------------------
 
-no_token = check_no_token  # the whole token and any long piece of it are absent
-
-
-def sync(config: dict, *, catalog: dict | None = None, state: dict | None = None) -> TapRun:
-    """An in-process sync that keeps what was written to stdout when the sync raises."""
-    return run_tap(config, catalog=catalog, state=state, allow_error=True)
-
 
 def requests_for(sandbox: Sandbox, stream: str) -> list[dict]:
     return [r for r in sandbox.requests if r["stream"] == stream]
@@ -64,7 +57,7 @@ def last_line(stderr: str) -> str:
 
 def assert_error_line(run: TapRun, *needles: str) -> str:
     """Exit code 1 and a last stderr line `tap-custobar: error: ...` holding every needle."""
-    no_token(run.stderr)
+    check_no_token(run.stderr)
     assert run.returncode == 1, run.stderr[-2000:]
     line = last_line(run.stderr)
     assert line.startswith("tap-custobar: error: "), line
@@ -205,7 +198,7 @@ def baseline(dataset) -> dict:
     """Customers as a run without faults emits them, and how many requests that takes."""
     with Sandbox(dataset=dataset, token=TEST_TOKEN) as clean:
         config = sandbox_config(clean, page_size=PAGE)
-        outcome = sync(config, catalog=catalog_for(config, ["customers"]))
+        outcome = run_tap(config, catalog=catalog_for(config, ["customers"]), allow_error=True)
         assert outcome.error is None
         records = outcome.records["customers"]
         pages = len(requests_for(clean, "customers"))
@@ -216,7 +209,7 @@ def baseline(dataset) -> dict:
 
 def customers_run(sandbox: Sandbox, **overrides: t.Any) -> TapRun:
     config = sandbox_config(sandbox, page_size=PAGE, **overrides)
-    return sync(config, catalog=catalog_for(config, ["customers"]))
+    return run_tap(config, catalog=catalog_for(config, ["customers"]), allow_error=True)
 
 
 def page_queries(sandbox: Sandbox) -> list[str]:
@@ -319,7 +312,7 @@ def test_transient_fault_during_discovery_is_retried(sandbox) -> None:
     sandbox.inject("truncated_json", stream="customers", after=1)  # the JSON sample
     run = run_tap_cli(sandbox_config(sandbox, event_types=["BROWSE"]), args=["--discover"])
     assert run.returncode == 0, run.stderr[-2000:]
-    no_token(run.stderr)
+    check_no_token(run.stderr)
     assert "discovery failed" not in run.stderr.lower()
     streams = {s["tap_stream_id"]: s for s in run.messages[0]["streams"]}
     assert any("acme__" in name for name in streams["customers"]["schema"]["properties"])
@@ -391,7 +384,7 @@ def test_fatal_status_stops_at_once(
     config = sandbox_config(sandbox, page_size=PAGE, max_retries=3, event_types=["BROWSE"])
     # In process: no retry announced (so no backoff wait), and the request log.
     sandbox.inject(kind, stream="customers", after=1, **options)
-    outcome = sync(config)
+    outcome = run_tap(config, allow_error=True)  # what was emitted before the error, too
     assert isinstance(outcome.error, FatalAPIError), outcome.error
     for needle in ("customers", *needles):
         assert needle in str(outcome.error)
@@ -578,7 +571,7 @@ def mid_state(records: dict[str, list[dict]]) -> dict:
 def variant_run(sandbox: Sandbox, state: dict | None) -> TapRun:
     config = sandbox_config(sandbox, page_size=20, event_types=VARIANT_TYPES, lookback_days=1)
     catalog = catalog_for(config, VARIANT_STREAMS)
-    outcome = sync(config, catalog=catalog, state=copy.deepcopy(state))
+    outcome = run_tap(config, catalog=catalog, state=copy.deepcopy(state))
     assert outcome.error is None, outcome.error
     # DESIGN §2: a crash never skips data. Resuming from any STATE message of the run (from
     # the bookmark's day minus the lookback) re-reads every record emitted after it.
@@ -668,8 +661,8 @@ def test_token_absent_from_debug_output_with_a_retry_and_a_fatal_401(sandbox, mo
     sandbox.inject("429", stream="events", after=1, retry_after=0)
     sandbox.inject("401", stream="products", after=1)
     run = run_tap_cli(sandbox_config(sandbox, page_size=PAGE, event_types=["BROWSE"]))
-    no_token(run.stderr)
-    no_token(json.dumps(run.messages))
+    check_no_token(run.stderr)
+    check_no_token(json.dumps(run.messages))
     assert " DEBUG " in run.stderr, "the run should have logged at DEBUG"
     assert "retry 1 of 2" in run.stderr
     assert_error_line(run, "products", "401", "`api_token`")
@@ -686,14 +679,14 @@ def test_token_absent_from_about_and_discover(sandbox, monkeypatch) -> None:
     sandbox.inject("429", stream="sales", retry_after=0)
     run = run_tap_cli(config, args=["--discover"])
     assert run.returncode == 0, run.stderr[-2000:]
-    no_token(run.stderr)
-    no_token(json.dumps(run.messages))
+    check_no_token(run.stderr)
+    check_no_token(json.dumps(run.messages))
     assert len(requests_for(sandbox, "sales")) >= 3  # the 429, its retry and the sample
     # Discovery that fails on auth still gives a catalog, and says why without the token.
     sandbox.inject("401", times=None)
     run = run_tap_cli(config, args=["--discover"])
     assert run.returncode == 0, run.stderr[-2000:]
-    no_token(run.stderr)
+    check_no_token(run.stderr)
     assert "custom-field discovery failed" in run.stderr.lower() and "401" in run.stderr
 
 
@@ -706,7 +699,7 @@ def test_off_origin_next_url_from_the_command_line_with_debug_logging(
         fault, stream="customers", after=1, url=f"{other_host.url}/api/data/customers/?cursor=x"
     )
     run = run_tap_cli(sandbox_config(sandbox, page_size=PAGE, event_types=["BROWSE"]))
-    no_token(run.stderr + json.dumps(run.messages))
+    check_no_token(run.stderr + json.dumps(run.messages))
     assert_error_line(run, other_host.url, "origin")
     assert other_host.untouched()
     assert [e["fault"] for e in sandbox.requests] == [None, fault]
@@ -730,7 +723,7 @@ def test_plain_http_to_a_remote_host_is_a_config_error(base_url: str) -> None:
     with pytest.raises(ConfigValidationError) as info:
         TapCustobar(config={"api_token": TEST_TOKEN, "base_url": base_url}, validate_config=True)
     assert "base_url" in " ".join(info.value.errors)
-    no_token(str(info.value))
+    check_no_token(str(info.value))
 
 
 def test_plain_http_to_a_remote_host_is_refused_before_any_request() -> None:
