@@ -1,5 +1,5 @@
-# tap-custobar: `make demo` (first try), `make test` (the whole suite), `make install`,
-# `make readme` (settings table from --about).
+# tap-custobar: `make demo` (first try), `make test` (lint, then the whole suite), `make lint`,
+# `make install`, `make readme` (settings table from --about).
 #
 # Two virtualenvs so that Meltano's dependencies can never clash with the tap's:
 #   .venv          the project, editable, with its test extra (pytest, psycopg)
@@ -12,7 +12,7 @@ VENV := .venv
 MELTANO_VENV := .meltano-venv
 MELTANO := $(MELTANO_VENV)/bin/meltano
 
-.PHONY: install demo test readme bench
+.PHONY: install demo lint test readme bench
 
 install: $(VENV)/.installed $(MELTANO_VENV)/.installed-$(MELTANO_VERSION)
 	$(MELTANO) install
@@ -33,7 +33,14 @@ $(MELTANO_VENV)/.installed-$(MELTANO_VERSION):
 demo: install
 	bash scripts/demo.sh
 
-test: install
+# Lint and type checks, as configured in pyproject.toml (not pytest tests: a style slip is not a
+# behaviour failure, and mypy alone takes longer than most test files).
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check tap_custobar tests benchmarks scripts
+	$(VENV)/bin/ruff format --check tap_custobar
+	$(VENV)/bin/mypy tap_custobar
+
+test: install lint
 	$(VENV)/bin/python -m pytest
 
 # The README's settings table, from `tap-custobar --about --format=markdown`.

@@ -3,7 +3,8 @@
 Every run here goes through `sync()` / `check_run()`, which also check what must hold for any
 run: the final STATE has the SDK's shape (no progress markers) and each bookmark is the
 greatest instant emitted (or given in the input state); no STATE is ever ahead of the records
-emitted before it.
+emitted before it, and a run resumed from any STATE (with the lookback) loses no later record
+(tests/harness.py, check_state_messages).
 """
 
 from __future__ import annotations
@@ -21,27 +22,28 @@ import typing as t
 from collections import Counter
 from zoneinfo import ZoneInfo
 
-from tap_custobar.streams import event_id
-from tap_custobar.tap import TapCustobar
-from tests.harness import ROOT, parse_messages, run_tap, run_tap_cli, sandbox_config
+from tests.expected import event_id, instant
+from tests.harness import (
+    REPLICATION_KEYS,
+    ROOT,
+    bookmarks_of,
+    catalog_for,
+    check_state_messages,
+    parse_messages,
+    partition_of,
+    run_tap,
+    run_tap_cli,
+    sandbox_config,
+)
 from tests.leaks import TEST_TOKEN, check_no_token
 from tests.sandbox import Sandbox, generate_dataset
 
 UTC = dt.timezone.utc
 DAY = dt.timedelta(days=1)
 TYPES = ["MAIL_OPEN", "BROWSE"]
-REPLICATION_KEYS = {"events": "date", "sales": "sale_date"}
 
 
 # --- time helpers (independent of the tap's own) ------------------------------------------
-
-
-def instant(text: str, zone: dt.tzinfo = UTC) -> dt.datetime:
-    """An ISO datetime as an aware UTC instant; without offset it is read in `zone`."""
-    parsed = dt.datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=zone)
-    return parsed.astimezone(UTC)
 
 
 def midnight(day: dt.date) -> dt.datetime:
@@ -57,34 +59,6 @@ def days(first: dt.date, last: dt.date) -> list[str]:
 
 
 # --- catalog, runs and the checks every run must pass -------------------------------------
-
-
-def catalog_for(config: dict, streams: t.Iterable[str]) -> dict:
-    """The tap's built-in catalog with only `streams` selected."""
-    wanted = set(streams)
-    catalog = json.loads(json.dumps(TapCustobar(config=config).catalog_dict))
-    for entry in catalog["streams"]:
-        for item in entry["metadata"]:
-            if not item["breadcrumb"]:
-                item["metadata"]["selected"] = entry["tap_stream_id"] in wanted
-    return catalog
-
-
-def partition_key(stream: str, record: dict) -> tuple[str, str | None]:
-    return (stream, record["type"] if stream == "events" else None)
-
-
-def bookmarks_of(state: dict | None) -> dict[tuple[str, str | None], str]:
-    """(stream, event type or None) -> replication_key_value, for events and sales."""
-    result: dict[tuple[str, str | None], str] = {}
-    bookmarks = (state or {}).get("bookmarks", {})
-    for partition in bookmarks.get("events", {}).get("partitions", []):
-        if partition.get("replication_key_value") is not None:
-            result[("events", partition["context"]["type"])] = partition["replication_key_value"]
-    sales = bookmarks.get("sales", {})
-    if sales.get("replication_key_value") is not None:
-        result[("sales", None)] = sales["replication_key_value"]
-    return result
 
 
 def assert_sdk_state_shape(state: dict, streams: t.Iterable[str]) -> None:
@@ -113,37 +87,11 @@ def assert_sdk_state_shape(state: dict, streams: t.Iterable[str]) -> None:
         instant(sales["replication_key_value"])
 
 
-def check_messages(messages: list[dict], input_state: dict | None, *, final: bool = True) -> None:
-    """No STATE ahead of the records before it; the final bookmarks are the greatest instants."""
-    given = {key: instant(value) for key, value in bookmarks_of(input_state).items()}
-    seen: dict[tuple[str, str | None], dt.datetime] = {}
-    for number, message in enumerate(messages):
-        if message["type"] == "RECORD" and message["stream"] in REPLICATION_KEYS:
-            key = partition_key(message["stream"], message["record"])
-            value = instant(message["record"][REPLICATION_KEYS[message["stream"]]])
-            seen[key] = max(value, seen.get(key, value))
-        elif message["type"] == "STATE":
-            for key, value in bookmarks_of(message["value"]).items():
-                limits = [v for v in (given.get(key), seen.get(key)) if v is not None]
-                assert limits, f"message {number}: bookmark {key}={value} before any record"
-                assert instant(value) <= max(limits), (
-                    f"message {number}: bookmark {key}={value} is ahead of the records "
-                    f"emitted so far (max {max(limits).isoformat()})"
-                )
-    if not final:
-        return
-    states = [m for m in messages if m["type"] == "STATE"]
-    assert states and messages[-1]["type"] == "STATE", "a run must end with a STATE message"
-    final_bookmarks = bookmarks_of(states[-1]["value"])
-    for key in given.keys() | seen.keys():
-        expected = max(v for v in (given.get(key), seen.get(key)) if v is not None)
-        assert key in final_bookmarks, f"final state lost the bookmark of {key}"
-        assert instant(final_bookmarks[key]) == expected, (key, final_bookmarks[key], expected)
-
-
-def check_run(run: t.Any, streams: t.Iterable[str], state: dict | None) -> None:
+def check_run(
+    run: t.Any, streams: t.Iterable[str], state: dict | None, *, lookback_days: int = 1
+) -> None:
     assert_sdk_state_shape(run.final_state, streams)
-    check_messages(run.messages, state)
+    check_state_messages(run.messages, state, lookback_days=lookback_days)
 
 
 def sync(
@@ -155,7 +103,7 @@ def sync(
         catalog=catalog_for(config, streams),
         state=copy.deepcopy(state) if state else None,
     )
-    check_run(run, streams, state)
+    check_run(run, streams, state, lookback_days=config.get("lookback_days", 1))
     return run
 
 
@@ -394,7 +342,7 @@ def test_killed_run_resumes_from_the_last_state_it_printed(tmp_path) -> None:
         check_no_token(text + (tmp_path / "stderr.txt").read_text(encoding="utf-8"))
         complete = text[: text.rfind("\n") + 1]  # a line cut by the kill is not a message
         killed = parse_messages(complete)
-        check_messages(killed, None, final=False)
+        check_state_messages(killed, None, lookback_days=1, final=False)
         assert_checkpointed_every_page(killed, 20)
         killed_ids = event_ids(m["record"] for m in killed if m["type"] == "RECORD")
         assert 0 < len(killed_ids) < len(all_ids), "the kill should land mid-partition"
@@ -677,7 +625,7 @@ def assert_checkpointed_every_page(messages: list[dict], page_size: int) -> None
                 marks[key] = instant(value)
                 pending[key] = [p for p in pending.get(key, []) if p[0] > marks[key]]
         elif message["type"] == "RECORD" and message["stream"] in REPLICATION_KEYS:
-            key = partition_key(message["stream"], message["record"])
+            key = partition_of(message["stream"], message["record"])
             waiting = pending.setdefault(key, [])
             for entry in waiting:
                 entry[1] += 1

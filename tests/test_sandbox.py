@@ -22,7 +22,6 @@ import requests
 from tests.sandbox import (
     CUSTOM_FIELDS,
     EVENT_TYPES,
-    FAULT_KINDS,
     SALE_STATES,
     STREAMS,
     TEST_TOKEN,
@@ -641,9 +640,12 @@ def test_429_with_retry_after(sb, http, retry_after: Any, expected: str | None) 
 
 def test_429_with_an_http_date(sb, http) -> None:
     sb.inject("429", retry_after="http-date:30")
+    before = time.time()
     response = get(http, sb, "customers")
-    when = email.utils.parsedate_to_datetime(response.headers["Retry-After"])
-    assert 25 <= (when - dt.datetime.now(UTC)).total_seconds() <= 31
+    after = time.time()
+    when = email.utils.parsedate_to_datetime(response.headers["Retry-After"]).timestamp()
+    # "now + 30 s" at some instant of the request, without its fraction of a second.
+    assert int(before + 30) <= when <= after + 30
 
 
 @pytest.mark.parametrize("status", ["500", "502", "503", "504"])
@@ -743,13 +745,6 @@ def test_redirect(sb, http) -> None:
     assert response.headers["Location"] == f"http://127.0.0.2:{sb.port}/api/data/customers/"
     response = http.get(f"{sb.url}/api/data/customers/", allow_redirects=False, timeout=10)
     assert response.headers["Location"] == "/api/data/products/"
-
-
-def test_every_fault_kind_is_covered_here() -> None:
-    tested = {"429", "500", "502", "503", "504", "400", "401", "403", "404", "drop_before",
-              "drop_mid_body", "slow", "truncated_json", "html_error", "missing_list",
-              "foreign_next_url", "repeat_next_url", "redirect"}  # fmt: skip
-    assert tested == FAULT_KINDS
 
 
 # --- the log, admin endpoints, lifecycle ---------------------------------------------------------

@@ -9,12 +9,13 @@ Comparisons are by meaning, never by the tap's or a target's formatting:
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import re
 import typing as t
 from decimal import Decimal
 from pathlib import Path
+
+from tests.expected import event_id
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "tap_custobar" / "schemas"
 STREAMS = ("customers", "products", "sales", "events")
@@ -46,13 +47,6 @@ def datetime_properties(stream: str) -> set[str]:
         for name, spec in builtin_properties(stream).items()
         if spec.get("format") == "date-time"
     }
-
-
-def event_id(event: dict) -> str:
-    """DESIGN §2: SHA-256 of the event as received, canonical JSON, UTF-8."""
-    received = json.loads(json.dumps(event))  # numbers as a standard JSON parser reads them
-    canonical = json.dumps(received, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def key_of(stream: str, record: t.Mapping[str, t.Any]) -> Key:
