@@ -37,6 +37,15 @@ from tests.sandbox import Sandbox
 PAGE = 50  # customers: 250 records -> 5 pages
 CUSTOMERS_PATH = "/api/data/customers/"
 BACKOFF_FIRST_WAIT = 1.0  # DESIGN §3: exponential backoff from 1 s
+# Exponential waits are stretched at random by up to half (jitter), never shortened.
+JITTER_STRETCH = 1.5
+
+
+def is_backoff(waits: list[float], steps: list[float]) -> bool:
+    """Whether the announced waits are these exponential steps, each with its jitter."""
+    return len(waits) == len(steps) and all(
+        step <= wait <= step * JITTER_STRETCH for wait, step in zip(waits, steps, strict=True)
+    )
 # Backoff waits are asserted from the waits the tap announces; the sandbox's request stamps only
 # show it really waited, as lower bounds less this: a handler thread scheduled late stamps a
 # request late (0.16 s has been seen on a loaded machine), and a late first stamp shortens a gap.
@@ -251,8 +260,9 @@ def test_transient_fault_is_retried_and_changes_nothing(
     assert by_key("customers", emitted) == baseline["by_key"]  # no duplicate, no loss, same values
     entries = requests_for(sandbox, "customers")
     assert len(entries) == baseline["pages"] + 1
-    assert retry_waits(messages_of(caplog)) == [BACKOFF_FIRST_WAIT]
-    assert_retry_in_log(entries, kind, wait=BACKOFF_FIRST_WAIT)
+    waits = retry_waits(messages_of(caplog))
+    assert is_backoff(waits, [BACKOFF_FIRST_WAIT]), waits
+    assert_retry_in_log(entries, kind, wait=waits[0])
 
 
 @pytest.mark.parametrize(
@@ -285,8 +295,9 @@ def test_unreadable_retry_after_falls_back_to_backoff(sandbox, baseline, caplog)
     outcome = customers_run(sandbox)
     assert outcome.error is None, outcome.error
     assert by_key("customers", outcome.records["customers"]) == baseline["by_key"]
-    assert retry_waits(messages_of(caplog)) == [BACKOFF_FIRST_WAIT]
-    assert_retry_in_log(requests_for(sandbox, "customers"), "429", wait=BACKOFF_FIRST_WAIT)
+    waits = retry_waits(messages_of(caplog))
+    assert is_backoff(waits, [BACKOFF_FIRST_WAIT]), waits
+    assert_retry_in_log(requests_for(sandbox, "customers"), "429", wait=waits[0])
 
 
 def test_faults_in_a_row_are_retried_with_growing_waits(sandbox, baseline, caplog) -> None:
@@ -302,7 +313,7 @@ def test_faults_in_a_row_are_retried_with_growing_waits(sandbox, baseline, caplo
     )
     assert len({e["query"] for e in entries[2:5]}) == 1 and entries[4]["status"] == 200
     waits = retry_waits(messages_of(caplog))
-    assert waits == [1.0, 2.0]  # exponential: 1 s, then 2 s
+    assert is_backoff(waits, [1.0, 2.0]), waits  # exponential: 1 s, then 2 s (plus jitter)
     starts = [e["t_start"] for e in entries[2:5]]
     gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
     assert all(gap >= wait - STAMP_TOLERANCE for gap, wait in zip(gaps, waits, strict=True)), gaps
@@ -357,8 +368,9 @@ def test_retries_exhausted_from_the_command_line(sandbox, baseline) -> None:
     entries = sandbox.requests
     assert [e["fault"] for e in entries] == [None, None, "503", "503"]  # 1 try + 1 retry
     assert entries[2]["query"] == entries[3]["query"]
-    assert retry_waits(run.stderr.splitlines()) == [BACKOFF_FIRST_WAIT]
-    assert entries[3]["t_start"] - entries[2]["t_start"] >= BACKOFF_FIRST_WAIT - STAMP_TOLERANCE
+    waits = retry_waits(run.stderr.splitlines())
+    assert is_backoff(waits, [BACKOFF_FIRST_WAIT]), waits
+    assert entries[3]["t_start"] - entries[2]["t_start"] >= waits[0] - STAMP_TOLERANCE
     assert {e["stream"] for e in entries} == {"customers"}  # nothing after the failure
 
 
