@@ -279,6 +279,7 @@ class Bench:
         self.singer_file = workdir / "tap-output.singer"
         self.batch_root = workdir / "batches"
         self.expected = args.customers + PRODUCTS
+        self.measures: list[Measure] = []
 
     def write_json(self, name: str, data: dict[str, Any]) -> Path:
         path = self.workdir / name
@@ -422,7 +423,7 @@ class Bench:
             for command in ([str(TARGET), "--about"], [str(MELTANO), "--version"]):
                 subprocess.run(command, env=clean_env(), capture_output=True, check=False)
             rows = self.rows()
-            measures = []
+            measures = self.measures
             for run in range(1, self.args.runs + 1):
                 shift = (run - 1) % len(rows)
                 for row in rows[shift:] + rows[:shift]:
@@ -559,16 +560,20 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     workdir = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
     started = time.perf_counter()
+    bench = Bench(args, workdir)
+    stopped = ""
     try:
-        bench = Bench(args, workdir)
-        measures = bench.run()
+        bench.run()
+    except (KeyboardInterrupt, SystemExit):
+        stopped = " STOPPED EARLY: the rows measured so far;"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    measures = bench.measures
     summary = summarize(measures, bench.rows())
     load = os.getloadavg()
     print(
         f"\n{args.customers:,} customers (+{PRODUCTS} products), {args.runs} run(s) per row, "
-        f"medians; {os.cpu_count()} CPUs, load average {load[0]:.1f} at the end; "
+        f"medians;{stopped} {os.cpu_count()} CPUs, load average {load[0]:.1f} at the end; "
         f"{time.perf_counter() - started:.0f} s in all.\n"
     )
     print(format_table(summary))
@@ -576,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(
             json.dumps({"measures": [m.__dict__ for m in measures], "summary": summary}, indent=1)
         )
-    return 0
+    return 1 if stopped else 0
 
 
 if __name__ == "__main__":
