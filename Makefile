@@ -12,7 +12,7 @@ VENV := .venv
 MELTANO_VENV := .meltano-venv
 MELTANO := $(MELTANO_VENV)/bin/meltano
 
-.PHONY: install demo lint test readme bench
+.PHONY: install demo lint test readme bench bench-pipeline
 
 install: $(VENV)/.installed $(MELTANO_VENV)/.installed-$(MELTANO_VERSION)
 	$(MELTANO) install
@@ -54,3 +54,8 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python -m benchmarks.bench --customers $(N) --runs $(RUNS) --streams customers
 	$(VENV)/bin/python -m benchmarks.bench --customers $(N) --runs $(RUNS) --streams products,sales,events
 	$(VENV)/bin/python -m benchmarks.bench --customers $(N) --memory-check --runs 1
+
+# sandbox -> tap -> target-postgres -> a throwaway PostgreSQL, per loader setup (never a test):
+# `make bench-pipeline N=1000000 RUNS=3`; CONTRIBUTING.md has the figures.
+bench-pipeline: install
+	$(VENV)/bin/python -m benchmarks.pipeline --customers $(N) --runs $(RUNS)
