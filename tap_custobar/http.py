@@ -1,4 +1,5 @@
-"""HTTP plumbing shared by all streams: auth header, pacing, origin guard, Retry-After."""
+"""HTTP plumbing shared by all streams: auth header, pacing, origin guard, Retry-After,
+backoff waits and one-line failure descriptions."""
 
 from __future__ import annotations
 
@@ -9,11 +10,24 @@ import typing as t
 from urllib.parse import urljoin, urlsplit
 
 import requests
-from singer_sdk.exceptions import FatalAPIError
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
 from tap_custobar.settings import normalize_origin
 
 MAX_RETRY_AFTER = 600.0
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_CAP_SECONDS = 300.0
+
+
+# What a request may fail with and still be retried (as the SDK's request_decorator).
+RETRIED_EXCEPTIONS = (
+    RetriableAPIError,
+    ConnectionResetError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 
 
 class TokenAuth(requests.auth.AuthBase):
@@ -36,6 +50,10 @@ class TokenAuth(requests.auth.AuthBase):
 
 class OffOriginError(FatalAPIError):
     """A next_url or redirect that leaves the configured origin."""
+
+
+class RetriesExhaustedError(FatalAPIError):
+    """A request still failed after every retry."""
 
 
 class CustobarSession(requests.Session):
@@ -96,6 +114,39 @@ def retry_after_seconds(response: requests.Response | None) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
+def error_message(response: requests.Response, path: str) -> str:
+    """Status, reason and Custobar's short reason: never the body (it can hold customer data)."""
+    reason = custobar_reason(response)
+    message = f"{response.status_code} {response.reason} from {path}"
+    return f"{message}: {reason}" if reason else message
+
+
+def status_failure(
+    response: requests.Response, *, stream: str, path: str, auth_scheme: str, origin: str
+) -> Exception | None:
+    """What a response's status means: retried (429, 5xx), fatal (other non-2xx) or fine."""
+    status = response.status_code
+    if status == 429 or status >= 500:
+        return RetriableAPIError(error_message(response, path), response)
+    if status in (401, 403):
+        return FatalAPIError(
+            f"{stream}: {status} {response.reason} from {path}. Check `api_token` "
+            f"and `auth_scheme` ({auth_scheme}): the token needs "
+            f"the scope GET {path}. Custobar said: {custobar_reason(response) or '-'}"
+        )
+    if status == 404:
+        return FatalAPIError(
+            f"{stream}: 404 Not Found for {path} on {origin}. Check "
+            "`company` / `base_url`: they must point at your Custobar instance's root."
+        )
+    if status >= 300:
+        return FatalAPIError(
+            f"{stream}: {status} {response.reason} for {path}. Custobar said: "
+            f"{custobar_reason(response) or '-'}"
+        )
+    return None
+
+
 def custobar_reason(response: requests.Response, limit: int = 200) -> str:
     """Custobar's short error reason: `{"error": {"reason": ...}}`, else the shortened text.
 
@@ -121,3 +172,39 @@ def custobar_reason(response: requests.Response, limit: int = 200) -> str:
     if len(reason) > limit:
         reason = reason[: limit - 1] + "…"
     return reason
+
+
+def retry_waits() -> t.Generator[float, t.Any, None]:
+    """Backoff waits for `backoff.on_exception`: the server's Retry-After when it gives one,
+    else 1, 2, 4 ... seconds, capped at five minutes (the failed request's exception is sent
+    in before each wait)."""
+    attempt = 0
+    exception = yield  # type: ignore[misc]
+    while True:
+        delay = retry_after_seconds(getattr(exception, "response", None))
+        if delay is None:
+            delay = min(BACKOFF_BASE_SECONDS * 2**attempt, BACKOFF_CAP_SECONDS)
+        attempt += 1
+        exception = yield delay
+
+
+def describe_failure(exc: BaseException | None, path: str, *, stream: str = "") -> str:
+    """A one-line description of a failed request: status or exception, and the path only."""
+    prefix = f"{stream}: " if stream else ""
+    if isinstance(exc, RetriableAPIError) and exc.args:
+        return f"{prefix}{exc.args[0]}"  # "<status> <reason> from <path>..." or a body problem
+    if exc is None:
+        return f"{prefix}request to {path} failed"
+    kinds: dict[type[BaseException], str] = {
+        requests.exceptions.ConnectTimeout: "connection timed out",
+        requests.exceptions.ReadTimeout: "read timed out",
+        requests.exceptions.ChunkedEncodingError: "connection dropped while reading the body",
+    }
+    kind = kinds.get(type(exc))
+    if kind is None:
+        kind = (
+            "connection failed or was dropped"
+            if isinstance(exc, (requests.exceptions.ConnectionError, ConnectionResetError))
+            else exc.__class__.__name__
+        )
+    return f"{prefix}{kind} ({exc.__class__.__name__}) on {urlsplit(path).path}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typing as t
 
 from tap_custobar.datetimes import normalize_datetime
-from tap_custobar.streams import event_id
+from tap_custobar.event_id import event_id
 
 KEYS = {
     "customers": ("external_id",),

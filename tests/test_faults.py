@@ -43,7 +43,7 @@ from tests.sandbox import Sandbox
 
 PAGE = 50  # customers: 250 records -> 5 pages
 CUSTOMERS_PATH = "/api/data/customers/"
-BACKOFF_FIRST_WAIT = 1.0  # tap_custobar.client.BACKOFF_BASE_SECONDS
+BACKOFF_FIRST_WAIT = 1.0  # tap_custobar.http.BACKOFF_BASE_SECONDS
 TOKEN_FRAGMENTS = (TEST_TOKEN, TEST_TOKEN[6:], TEST_TOKEN[-16:], TEST_TOKEN[:24])
 
 

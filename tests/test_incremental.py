@@ -21,7 +21,7 @@ import typing as t
 from collections import Counter
 from zoneinfo import ZoneInfo
 
-from tap_custobar.streams import event_id
+from tap_custobar.event_id import event_id
 from tap_custobar.tap import TapCustobar
 from tests.harness import ROOT, parse_messages, run_tap, run_tap_cli, sandbox_config
 from tests.leaks import TEST_TOKEN, check_no_token
