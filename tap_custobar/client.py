@@ -137,8 +137,7 @@ class CustobarStream(PageWriterStream):
         """Send a request and decode its page: a body that is not the page is retried."""
         response = self.send_request(prepared, context)
         try:
-            with paused_gc():
-                payload, exponent_floats = self.decode_body(response.content)
+            payload, exponent_floats = self.decode_body(response.content)
         except msgspec.DecodeError as exc:
             content_type = response.headers.get("Content-Type", "unknown")
             raise RetriableAPIError(
@@ -236,15 +235,19 @@ class CustobarStream(PageWriterStream):
         with self.get_http_request_counter() as request_counter:
             request_counter.with_context(context)
             while not paginator.finished:
-                prepared = self.prepare(params, paginator.current_value)
-                page: Page = self.send_with_retries(send, prepared, context)
-                request_counter.increment()
-                paginator.advance(page)  # validates next_url before anything is emitted
-                received += len(page.records)
-                yield self.process_page(page, query, paginator.count)
-                if self.replication_key:  # every record of the page has been emitted by now
-                    self.checkpoint_page(context, query.label)
-                self.write_state_message()
+                with paused_gc():  # until the page is written and freed
+                    prepared = self.prepare(params, paginator.current_value)
+                    page: Page = self.send_with_retries(send, prepared, context)
+                    request_counter.increment()
+                    paginator.advance(page)  # validates next_url before anything is emitted
+                    received += len(page.records)
+                    records = self.process_page(page, query, paginator.count)
+                    del page
+                    yield records
+                    del records
+                    if self.replication_key:  # every record of the page has been emitted now
+                        self.checkpoint_page(context, query.label)
+                    self.write_state_message()
                 done = (self.name, query.label, paginator.count, received)
                 self.logger.info("%s%s: page %d done, %d records so far", *done)
 

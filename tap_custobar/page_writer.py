@@ -78,11 +78,11 @@ class CustobarWriter(MsgSpecWriter):
 
 @contextmanager
 def paused_gc() -> Iterator[None]:
-    """The cyclic garbage collector paused for one page.
+    """The cyclic garbage collector paused for one page, from its request until it is written.
 
     A page is hundreds of thousands of objects, nearly all acyclic and freed by reference
     counting once written; collections triggered while decoding and emitting them would walk
-    them again and again. The pause ends with the page.
+    them again and again. The pause ends with the page, once the page is freed.
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -139,6 +139,7 @@ class PageWriterStream(RESTStream[t.Any]):
     def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
         for page in self.partition_pages(context):
             yield from page
+            del page  # one page at a time
 
     def _increment_stream_state(
         self, latest_record: Record, *, context: Context | None = None
@@ -208,14 +209,9 @@ class PageWriterStream(RESTStream[t.Any]):
                 current = element or None
                 partition = self._get_state_partition_context(current)
                 self._write_starting_replication_value(current)
-                pages = self.partition_pages(current)
-                while True:
-                    with paused_gc():
-                        page = next(pages, None)
-                        if page is None:
-                            break
-                        record_counter.increment(self.emit_page(page, current, partition))
-                        del page  # one page at a time
+                for page in self.partition_pages(current):
+                    record_counter.increment(self.emit_page(page, current, partition))
+                    del page  # one page at a time
                 if current == partition:
                     self._finalize_state(self.get_context_state(current))
         if not context:
