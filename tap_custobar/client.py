@@ -130,8 +130,7 @@ class CustobarStream(PageWriterStream):
             raise failure
 
     def response_error_message(self, response: requests.Response) -> str:
-        # Not the SDK's default: that one includes the whole body, which can hold customer data.
-        return error_message(response, self.path)
+        return error_message(response, self.path)  # not the SDK's: no body (customer data)
 
     def read_page(self, prepared: requests.PreparedRequest, context: Context | None) -> Page:
         """Send a request and decode its page: a body that is not the page is retried."""
@@ -256,7 +255,8 @@ class CustobarStream(PageWriterStream):
         return self.records.process_page(page.records, page_number)
 
     def sync_finished(self) -> None:
-        self.records.report_skipped()
+        if "records" in vars(self):  # built with the first page
+            self.records.report_skipped()
 
     # --- bookmarks --------------------------------------------------------------------
 

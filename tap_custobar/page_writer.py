@@ -102,7 +102,7 @@ class PageWriterStream(RESTStream[t.Any]):
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
-        self._completed_version: int | None = None
+        self.completed_version: int | None = None
 
     # --- what the stream provides -----------------------------------------------------
 
@@ -153,7 +153,7 @@ class PageWriterStream(RESTStream[t.Any]):
         # The SDK sends ACTIVATE_VERSION before the first record, and a target that
         # hard-deletes older versions then empties the table for the whole load (or for
         # good, if the run fails). Sent after the last record instead: see _sync_records.
-        self._completed_version = full_table_version
+        self.completed_version = full_table_version
 
     def _sync_records(
         self, context: Context | None = None, *, write_messages: bool = True
@@ -163,8 +163,8 @@ class PageWriterStream(RESTStream[t.Any]):
                 self._sync_pages(context)  # yields nothing: sync() only drains this generator
             else:
                 yield from super()._sync_records(context, write_messages=write_messages)
-            if self._completed_version is not None:  # also after BATCH messages' records
-                super()._write_activate_version_message(self._completed_version)
+            if self.completed_version is not None:  # also after BATCH messages' records
+                super()._write_activate_version_message(self.completed_version)
         finally:
             self.sync_finished()
 

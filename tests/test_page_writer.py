@@ -240,3 +240,26 @@ def test_an_unverified_sdk_version_takes_the_standard_path_with_one_info_line(mo
         "verified against (0.0.1): records take the SDK's standard path (slower, same output)"
     ]
     assert_same(verified, unverified, STREAMS)
+
+
+def test_the_gc_pause_ends_with_each_page_and_with_a_failed_stream(monkeypatch, sandbox) -> None:
+    import gc
+
+    config = sandbox_config(sandbox, page_size=40, event_types=["BROWSE"])
+    during: list[bool] = []
+    original = CustobarWriter.write_lines
+    monkeypatch.setattr(
+        CustobarWriter, "write_lines", lambda self, lines: (during.append(gc.isenabled()), original(self, lines))
+    )
+    assert gc.isenabled()
+    run_tap(config)
+    assert during and not any(during), "paused while a page is written"
+    assert gc.isenabled(), "and on again once it is"
+
+    def fail(self, lines):
+        raise RuntimeError("the target went away")
+
+    monkeypatch.setattr(CustobarWriter, "write_lines", fail)
+    with pytest.raises(RuntimeError):
+        run_tap(config)
+    assert gc.isenabled()
