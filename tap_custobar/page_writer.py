@@ -110,8 +110,8 @@ class PageWriterStream(RESTStream[t.Any]):
     def partition_pages(self, context: Context | None) -> Iterator[list[Record]]:
         """The post-processed records of this stream or partition, page by page.
 
-        Asked for the next page, it may take it that every record of the last one has been
-        emitted (and write_state_message() after its bookmark moved).
+        When asked for the next page, every record of the last one has been emitted: the
+        moment to move the bookmark and call write_state_message().
         """
 
     @abc.abstractmethod
