@@ -15,10 +15,12 @@ import operator
 import typing as t
 from dataclasses import dataclass, field
 
-from tap_custobar.datetimes import parse_utc, utc_sort_keys
+from tap_custobar.datetimes import parse_instant, parse_utc, utc_sort_keys
 
 if t.TYPE_CHECKING:
     import datetime as dt
+
+    from singer_sdk.helpers.types import Context
 
 
 @dataclass
@@ -40,13 +42,36 @@ class PageOutcome:
 
 
 class BookmarkTracker:
-    """Replication values seen per partition, decided page by page."""
+    """Replication values seen per partition, decided page by page.
 
-    def __init__(self) -> None:
+    A partition's state is the SDK's state dict of that partition (get_context_state);
+    `checkpoint` and `complete` change it, and say whether they did.
+    """
+
+    def __init__(self, replication_key: str | None) -> None:
+        self.replication_key = replication_key
         self._runs: dict[tuple, PartitionRun] = {}
 
-    def begin(self, key: tuple, start_value: t.Any) -> None:
-        self._runs.setdefault(key, PartitionRun(start_value))
+    def begin(self, key: tuple, state: dict) -> None:
+        self._runs.setdefault(key, PartitionRun(state.get("replication_key_value")))
+
+    def checkpoint(self, key: tuple, state: dict) -> tuple[bool, bool]:
+        """After a page whose records have all been emitted: (whether the partition just
+        turned out to be out of order, whether the state changed)."""
+        outcome = self.close_page(key)
+        changed = False
+        if outcome.became_unordered:  # back to where this run found it
+            set_bookmark(state, self.replication_key, self.start_value(key))
+            changed = True
+        if outcome.advance_to is not None:
+            changed = advance_bookmark(state, self.replication_key, outcome.advance_to) or changed
+        return outcome.became_unordered, changed
+
+    def complete(self, key: tuple, state: dict) -> bool:
+        """The partition is complete: advance to its latest value; whether the state changed."""
+        run = self._runs.get(key)
+        latest = run.latest if run is not None else None
+        return latest is not None and advance_bookmark(state, self.replication_key, latest)
 
     def start_value(self, key: tuple) -> t.Any:
         return self._runs[key].start_value
@@ -86,7 +111,45 @@ class BookmarkTracker:
         top = max(range(len(instants)), key=instants.__getitem__)
         return ordered, (instants[top], values[top])
 
-    def complete(self, key: tuple) -> tuple[dt.datetime, str] | None:
-        """The value to advance to once the partition is complete."""
-        run = self._runs.get(key)
-        return run.latest if run is not None else None
+
+def unordered_warning(stream: str, label: str, replication_key: str | None) -> str:
+    """Why a partition's bookmark stops moving until the partition completes."""
+    return (
+        f"{stream}{label}: records arrive out of {replication_key} order; the bookmark stays "
+        "where this run found it until the partition completes"
+    )
+
+
+def partition_key(context: Context | None) -> tuple:
+    return tuple(sorted((context or {}).items()))
+
+
+def stored_bookmark(state: dict, replication_key: str | None) -> dt.datetime | None:
+    """A partition state's bookmark as an instant (None: none, or not of this key)."""
+    value = state.get("replication_key_value")
+    if not value or state.get("replication_key") != replication_key:
+        return None
+    try:
+        return parse_instant(str(value))
+    except ValueError:
+        return None
+
+
+def set_bookmark(state: dict, replication_key: str | None, value: t.Any) -> None:
+    """Set a partition state's bookmark to `value` (None removes it)."""
+    if value is None:
+        state.pop("replication_key_value", None)
+    else:
+        state["replication_key"] = replication_key
+        state["replication_key_value"] = value
+
+
+def advance_bookmark(
+    state: dict, replication_key: str | None, latest: tuple[dt.datetime, str]
+) -> bool:
+    """Move the bookmark to `latest` (instant, value) if that is later; whether it moved."""
+    current = stored_bookmark(state, replication_key)
+    if current is None or latest[0] > current:
+        set_bookmark(state, replication_key, latest[1])
+        return True
+    return False

@@ -1,42 +1,39 @@
-"""CustobarStream: everything the four Custobar streams share."""
+"""CustobarStream: everything the four Custobar streams share (requests, responses, retries,
+the page loop), built on the page writer's SDK layer."""
 
 from __future__ import annotations
 
-import gc
 import typing as t
 from functools import cached_property
-from itertools import repeat
-from urllib.parse import urlsplit
 
 import backoff
 import msgspec
 import requests
-from singer_sdk import RESTStream, SchemaDirectory, StreamSchema
-from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
-from singer_sdk.helpers._util import utc_now
-from singer_sdk.mapper import SameRecordTransform
-from singer_sdk.streams.rest import HTTPRequest, PageContext
+from singer_sdk import SchemaDirectory
+from singer_sdk.exceptions import RetriableAPIError
+from singer_sdk.streams.rest import HTTPRequest
 
-from tap_custobar import fastpath, schemas
-from tap_custobar.bookmarks import BookmarkTracker
+from tap_custobar import schemas
+from tap_custobar.bookmarks import BookmarkTracker, partition_key, unordered_warning
 from tap_custobar.connection_test import DRY_RUN_STOP_FILTER
-from tap_custobar.datetimes import normalize_datetime, parse_instant
 from tap_custobar.discovery import csv_header
 from tap_custobar.http import (
-    FIRST_CONTACT_RETRIES,
+    RETRIED_EXCEPTIONS,
+    FirstContact,
     TokenAuth,
-    UnreachableHostError,
-    connect_failure_cause,
-    custobar_reason,
-    jittered,
-    retry_after_seconds,
-    unreachable_message,
+    describe_failure,
+    error_message,
+    exhausted_error,
+    retry_waits,
+    status_failure,
 )
-from tap_custobar.pagination import NextUrlPaginator
+from tap_custobar.page_writer import PageWriterStream, paused_gc
+from tap_custobar.pagination import NextUrlPaginator, Page, Query, next_url_of
+from tap_custobar.records import RecordProcessor
 from tap_custobar.settings import filter_query_value
 
 if t.TYPE_CHECKING:
-    import datetime as dt
+    from collections.abc import Iterator
 
     from singer_sdk.helpers.types import Context, Record
 
@@ -44,55 +41,25 @@ if t.TYPE_CHECKING:
     from tap_custobar.tap import TapCustobar
 
 SCHEMAS_DIR = SchemaDirectory(schemas)
-BACKOFF_BASE_SECONDS = 1.0
-BACKOFF_CAP_SECONDS = 300.0
-SKIPPED_POSITIONS_REPORTED = 5
-_RETRIED_EXCEPTIONS = (
-    RetriableAPIError,
-    ConnectionResetError,
-    requests.exceptions.Timeout,
-    requests.exceptions.ConnectionError,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-)
 
 
-class RetriesExhaustedError(FatalAPIError):
-    """A request still failed after every retry."""
-
-
-class CustobarStream(RESTStream[str | None]):
+class CustobarStream(PageWriterStream):
     """One Custobar data API resource: `/api/data/<name>/` answering `{"<name>": [...]}`."""
 
-    builtin_schema = StreamSchema(SCHEMAS_DIR)
-
-    @property
-    def schema(self) -> dict:  # type: ignore[override]
-        # A discovered schema passed to the constructor wins; the SDK's StreamSchema
-        # descriptor alone would always return the file's.
-        return self._schema if self._schema is not None else self.builtin_schema
-
-    _LOG_REQUEST_METRIC_URLS = False  # URLs can carry filter values (customer data)
-
-    def __init__(self, tap: TapCustobar, **kwargs: t.Any) -> None:
-        super().__init__(tap, **kwargs)
+    def __init__(self, tap: TapCustobar, *, schema: dict | None = None, **kwargs: t.Any) -> None:
+        # A discovered schema passed in wins over the built-in one (schemas/<name>.json).
+        builtin = SCHEMAS_DIR.get_schema(self.name, key_properties=self.primary_keys)
+        super().__init__(tap, schema=builtin if schema is None else schema, **kwargs)
         self.logger.addFilter(DRY_RUN_STOP_FILTER)  # --test's stops are not errors
+        self.custobar_tap = tap
         self._seen_next_urls: set[str] = set()
-        self._page_number = 0
-        self._skipped = 0
-        self._skipped_positions: list[str] = []
-        self._bad_datetimes: set[str] = set()
-        self._reported_unknown: set[str] = set()
-        self._dropped_fields: set[str] = set()
-        self._expect_json = True
-        self.bookmarks = BookmarkTracker()
-        self._completed_version: int | None = None
+        self.bookmarks = BookmarkTracker(self.replication_key)
 
     # --- settings and request basics -------------------------------------------------
 
     @property
     def settings(self) -> Settings:
-        return self._tap.settings  # type: ignore[attr-defined]
+        return self.custobar_tap.settings
 
     @property
     def url_base(self) -> str:
@@ -103,13 +70,9 @@ class CustobarStream(RESTStream[str | None]):
         return f"/api/data/{self.name}/"
 
     @property
-    def records_key(self) -> str:
-        return self.name
-
-    @property
     def requests_session(self) -> requests.Session:
         # One session for the tap, so pacing spans all streams.
-        return self._tap.session  # type: ignore[attr-defined, no-any-return]
+        return self.custobar_tap.session
 
     @cached_property
     def authenticator(self) -> TokenAuth:
@@ -121,43 +84,20 @@ class CustobarStream(RESTStream[str | None]):
 
     @property
     def user_agent(self) -> str:  # type: ignore[override]
-        return str(self.config.get("user_agent") or self._tap.default_user_agent)  # type: ignore[attr-defined]
+        return str(self.config.get("user_agent") or self.custobar_tap.default_user_agent)
 
     @property
     def timeout(self) -> float:  # type: ignore[override]
         return float(self.config.get("request_timeout", 300))
 
-    @cached_property
-    def datetime_fields(self) -> tuple[str, ...]:
-        return tuple(
-            name
-            for name, prop in self.effective_schema.get("properties", {}).items()
-            if prop.get("format") == "date-time"
-        )
-
-    def get_new_paginator(self) -> NextUrlPaginator:
-        return NextUrlPaginator(self.settings.origin, self._seen_next_urls, self.name)
-
-    def get_http_request(self, *, page: PageContext) -> HTTPRequest:
-        request = super().get_http_request(page=page)
-        if page.next_page_token:
-            # next_url carries the whole query (Custobar's cursor); send it unchanged.
-            request.url, request.params = page.next_page_token, {}
-            return request
+    def first_page_params(self, query: Query) -> dict[str, t.Any]:
+        """A query's first-page parameters: limit, filters, fields, then the query's own."""
         params: dict[str, t.Any] = {"limit": int(self.config.get("page_size", 10000))}
         for name, value in self.settings.filters.get(self.name, {}).items():
             params[name] = filter_query_value(value)
         if fields := self.requested_fields():
             params["fields"] = ",".join(fields)
-        params.update(self.query_params(page.stream_context))
-        request.params = params
-        # fields=a,b stays readable; "+" is escaped, or it would arrive as a space.
-        request.safe_query_chars = ",:"
-        return request
-
-    def query_params(self, context: Context | None) -> dict[str, t.Any]:
-        """Stream-specific parameters of a first page (filters the tap drives)."""
-        return {}
+        return {**params, **query.params}
 
     def requested_fields(self) -> list[str] | None:
         """`fields=` for a narrowed catalog: the selected properties plus the keys."""
@@ -170,35 +110,36 @@ class CustobarStream(RESTStream[str | None]):
         )
         return [p for p in properties if p in keys or p in selected]
 
-    # --- responses: one parse, inside the retried path -------------------------------
+    def prepare(
+        self, params: dict, next_url: str | None = None, *, safe_query_chars: str = ",:"
+    ) -> requests.PreparedRequest:
+        """A query's page: its first with `params`, a later one by its next_url, which
+        carries the whole query (Custobar's cursor) and is sent unchanged."""
+        request = HTTPRequest(url=next_url or self.get_url(None), headers=self.http_headers)
+        if next_url is None:
+            # fields=a,b stays readable; "+" is escaped, or it would arrive as a space.
+            request.params, request.safe_query_chars = params, safe_query_chars
+        query, headers = request.encode_params(), request.headers
+        return self.build_prepared_request("GET", request.url, params=query, headers=headers)
+
+    # --- responses --------------------------------------------------------------------
 
     def validate_response(self, response: requests.Response) -> None:
-        status = response.status_code
-        if status == 429 or status >= 500:
-            raise RetriableAPIError(self.response_error_message(response), response)
-        if status in (401, 403):
-            raise FatalAPIError(
-                f"{self.name}: {status} {response.reason} from {self.path}. Check `api_token` "
-                f"and `auth_scheme` ({self.config.get('auth_scheme', 'Token')}): the token needs "
-                f"the scope GET {self.path}. Custobar said: {custobar_reason(response) or '-'}"
-            )
-        if status == 404:
-            raise FatalAPIError(
-                f"{self.name}: 404 Not Found for {self.path} on {self.settings.origin}. Check "
-                "`company` / `base_url`: they must point at your Custobar instance's root."
-            )
-        if status >= 300:
-            raise FatalAPIError(
-                f"{self.name}: {status} {response.reason} for {self.path}. Custobar said: "
-                f"{custobar_reason(response) or '-'}"
-            )
-        if self._expect_json:
-            self.parse_payload(response)
+        scheme, origin = self.config.get("auth_scheme", "Token"), self.settings.origin
+        failure = status_failure(
+            response, stream=self.name, path=self.path, auth_scheme=scheme, origin=origin
+        )
+        if failure is not None:
+            raise failure
 
-    def parse_payload(self, response: requests.Response) -> None:
-        """Decode the body once and keep it on the response for records and next_url."""
+    def response_error_message(self, response: requests.Response) -> str:
+        return error_message(response, self.path)  # not the SDK's: no body (customer data)
+
+    def read_page(self, prepared: requests.PreparedRequest, context: Context | None) -> Page:
+        """Send a request and decode its page: a body that is not the page is retried."""
+        response = self.send_request(prepared, context)
         try:
-            payload = self.decode_body(response.content)
+            payload, exponent_floats = self.decode_body(response.content)
         except msgspec.DecodeError as exc:
             content_type = response.headers.get("Content-Type", "unknown")
             raise RetriableAPIError(
@@ -206,25 +147,17 @@ class CustobarStream(RESTStream[str | None]):
                 f"{content_type}, {len(response.content)} bytes: {exc.__class__.__name__})",
                 response,
             ) from None
-        if not isinstance(payload, dict) or not isinstance(payload.get(self.records_key), list):
+        key = self.name  # {"<name>": [...]}
+        if not isinstance(payload, dict) or not isinstance(payload.get(key), list):
             raise RetriableAPIError(
-                f"a {response.status_code} response from {self.path} without "
-                f"the '{self.records_key}' list",
+                f"a {response.status_code} response from {self.path} without the '{key}' list",
                 response,
             )
-        response.custobar_payload = payload  # type: ignore[attr-defined]
+        return Page(payload[key], next_url_of(response, payload), exponent_floats)
 
-    def decode_body(self, body: bytes) -> t.Any:
-        return decode_page(body)
-
-    def response_error_message(self, response: requests.Response) -> str:
-        # Not the SDK's default: that one includes the whole body, which can hold customer data.
-        reason = custobar_reason(response)
-        message = f"{response.status_code} {response.reason} from {self.path}"
-        return f"{message}: {reason}" if reason else message
-
-    def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
-        return response.custobar_payload[self.records_key]  # type: ignore[attr-defined, no-any-return]
+    def decode_body(self, body: bytes) -> tuple[t.Any, bool]:
+        """The decoded JSON, and whether it may hold an exponent-form float."""
+        return msgspec.json.decode(body), True
 
     # --- retries ----------------------------------------------------------------------
 
@@ -232,470 +165,136 @@ class CustobarStream(RESTStream[str | None]):
         # The SDK hands backoff its logger, which prints the full URL (query = filter values).
         return backoff.on_exception(
             self.backoff_wait_generator,
-            _RETRIED_EXCEPTIONS,
+            RETRIED_EXCEPTIONS,
             max_tries=self.backoff_max_tries,
             on_backoff=self.backoff_handler,
-            giveup=self._tap.session.first_contact.gives_up,  # type: ignore[attr-defined]
+            giveup=self.first_contact.gives_up,  # an unreachable host: a couple of retries
             jitter=self.backoff_jitter,
             logger=None,
         )(func)
+
+    @property
+    def first_contact(self) -> FirstContact:
+        return self.custobar_tap.session.first_contact
 
     def backoff_max_tries(self) -> int:
         return int(self.config.get("max_retries", 8)) + 1
 
     def backoff_wait_generator(self) -> t.Generator[float, t.Any, None]:  # type: ignore[override]
-        attempt = 0
-        exception = yield  # type: ignore[misc]
-        while True:
-            delay = retry_after_seconds(getattr(exception, "response", None))
-            if delay is None:  # exponential, with jitter; Retry-After is the server's own
-                delay = min(jittered(BACKOFF_BASE_SECONDS * 2**attempt), BACKOFF_CAP_SECONDS)
-            attempt += 1
-            exception = yield delay
+        return retry_waits()
 
     def backoff_jitter(self, value: float) -> float:
-        return value  # backoff_wait_generator jitters exponential waits, not Retry-After
+        return value  # retry_waits jitters exponential waits, not Retry-After
 
     def backoff_handler(self, details: t.Any) -> None:
-        exception = details.get("exception")
-        retries = self.backoff_max_tries() - 1
-        if exception is not None and self._tap.session.first_contact.unreachable(exception):  # type: ignore[attr-defined]
-            retries = min(retries, FIRST_CONTACT_RETRIES)
         self.logger.warning(
             "%s; retry %d of %d in %.1f s",
-            describe_failure(exception, self.path, stream=self.name),
+            describe_failure(details.get("exception"), self.path, stream=self.name),
             details.get("tries", 0),
-            retries,
+            self.first_contact.retries_for(details.get("exception"), self.backoff_max_tries() - 1),
             details.get("wait", 0.0),
         )
 
-    # --- the paging loop --------------------------------------------------------------
+    def send_with_retries(
+        self, send: t.Callable, prepared: requests.PreparedRequest, context: Context | None
+    ) -> t.Any:
+        """Send with retries; when they run out, fail naming the cause (see exhausted_error)."""
+        try:
+            return send(prepared, context)
+        except RETRIED_EXCEPTIONS as exc:
+            tries, contact = self.backoff_max_tries(), self.first_contact
+            raise exhausted_error(exc, self.name, self.path, prepared.url, tries, contact) from None
 
-    def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
-        for page in self.get_pages(context):
-            yield from page
-            # The consumer has emitted every record of the page by now: safe to checkpoint.
-            self.checkpoint_page(context)
-            self._write_state_message()
+    # --- the page loop ----------------------------------------------------------------
 
-    def get_pages(self, context: Context | None) -> t.Iterator[list[dict]]:
-        """The pages of this stream or partition; completes its bookmark at the end."""
+    @cached_property
+    def records(self) -> RecordProcessor:
+        return RecordProcessor.for_stream(self, self.settings.api_timezone)
+
+    def partition_pages(self, context: Context | None) -> Iterator[list[Record]]:
+        """The records of this stream or partition, page by page; completes its bookmark."""
+        key = partition_key(context)
         if self.replication_key:
-            self.begin_bookmark(context)
-        yield from self.read_pages(context)
-        if self.replication_key:
-            self.complete_bookmark(context)
+            self.bookmarks.begin(key, self.get_context_state(context))
+        for query in self.queries(context):
+            yield from self.query_pages(context, query)
+        if self.replication_key and self.bookmarks.complete(key, self.get_context_state(context)):
+            self.state_manager.is_flushed = False
 
-    def read_pages(self, context: Context | None) -> t.Iterator[list[dict]]:
-        """The queries of this stream or partition, page by page (sales: day by day)."""
-        return self.request_pages(context)
+    def queries(self, context: Context | None) -> Iterator[Query]:
+        """The queries of this stream or partition (sales: one per day)."""
+        yield Query({})
 
-    def request_pages(self, context: Context | None) -> t.Iterator[list[dict]]:
-        """Page through one query, yielding each page's records as a list.
+    def query_pages(self, context: Context | None, query: Query) -> Iterator[list[Record]]:
+        """Page through one query, yielding each page's post-processed records.
 
-        Replaces the SDK's record loop to give Custobar syncs: a progress line per page,
+        The SDK's request loop, page by page, for Custobar syncs: a progress line per page,
         page boundaries for STATE messages, empty pages that still carry a next_url, and
         failure messages that name the stream and path but never a query or a body.
         """
-        paginator = self.get_new_paginator()
-        send = self.request_decorator(self._request)
-        label = self.partition_label(context)
-        emitted = 0
+        paginator = NextUrlPaginator(self.settings.origin, self._seen_next_urls, self.name)
+        params = self.first_page_params(query)
+        send = self.request_decorator(self.read_page)
+        received = 0
         with self.get_http_request_counter() as request_counter:
             request_counter.with_context(context)
             while not paginator.finished:
-                prepared = self._prepare_request(context=context, page=paginator)
-                response = self.send_with_retries(send, prepared, context)
-                request_counter.increment()
-                page_number = paginator.count + 1
-                records = response.custobar_payload[self.records_key]  # type: ignore[attr-defined]
-                paginator.advance(response)  # validates next_url before anything is emitted
-                self._page_number = page_number
-                emitted += len(records)
-                yield records
-                self.logger.info(
-                    "%s%s: page %d done, %d records so far", self.name, label, page_number, emitted
-                )
+                with paused_gc():  # until the page is written and freed
+                    prepared = self.prepare(params, paginator.current_value)
+                    page: Page = self.send_with_retries(send, prepared, context)
+                    request_counter.increment()
+                    paginator.advance(page)  # validates next_url before anything is emitted
+                    received += len(page.records)
+                    records = self.process_page(page, query, paginator.count)
+                    del page
+                    yield records
+                    del records
+                    if self.replication_key:  # every record of the page has been emitted now
+                        self.checkpoint_page(context, query.label)
+                    self.write_state_message()
+                done = (self.name, query.label, paginator.count, received)
+                self.logger.info("%s%s: page %d done, %d records so far", *done)
 
-    def send_with_retries(
-        self, send: t.Callable, prepared: requests.PreparedRequest, context: Context | None
-    ) -> requests.Response:
-        """Send with retries; when they run out, fail with the stream, cause and path only."""
-        try:
-            return send(prepared, context)  # type: ignore[no-any-return]
-        except _RETRIED_EXCEPTIONS as exc:
-            first_contact = self._tap.session.first_contact  # type: ignore[attr-defined]
-            if cause := first_contact.unreachable(exc):
-                raise UnreachableHostError(
-                    f"{self.name}: "
-                    + unreachable_message(prepared.url or "", cause, first_contact.failures)
-                ) from None
-            tries = self.backoff_max_tries()
-            raise RetriesExhaustedError(
-                f"{self.name}: giving up after {tries} {'try' if tries == 1 else 'tries'}: "
-                f"{describe_failure(exc, self.path)}"
-            ) from None
+    def process_page(self, page: Page, query: Query, page_number: int) -> list[Record]:
+        """A page's records to emit (post-processed in place)."""
+        return self.records.process_page(page.records, page_number)
 
-    def partition_label(self, context: Context | None) -> str:
-        return ""
+    def sync_finished(self) -> None:
+        if "records" in vars(self):  # built with the first page
+            self.records.report_dropped_fields()
+            self.records.report_skipped()
 
-    # --- discovery samples ------------------------------------------------------------
+    # --- bookmarks --------------------------------------------------------------------
+
+    def note_replication_values(self, context: Context | None, values: list[str]) -> None:
+        self.bookmarks.note_page(partition_key(context), values)
+
+    def checkpoint_page(self, context: Context | None, label: str) -> None:
+        """Decide the bookmark after a page whose records have all been emitted."""
+        state = self.get_context_state(context)
+        became_unordered, changed = self.bookmarks.checkpoint(partition_key(context), state)
+        if became_unordered:
+            self.logger.warning(unordered_warning(self.name, label, self.replication_key))
+        if changed:
+            self.state_manager.is_flushed = False
+
+    # --- discovery --------------------------------------------------------------------
 
     def discovery_contexts(self) -> list[dict | None]:
         """The queries whose fields make up the stream (events: one per type)."""
         return [None]
 
-    def sample(self, sample_size: int) -> tuple[list[str], list[dict]]:
-        """Field names from a one-row CSV, and a JSON sample of records, per context."""
-        names: list[str] = []
-        records: list[dict] = []
-        for context in self.discovery_contexts():
-            base = dict(context or {})
-            try:
-                header = self.fetch({**base, "format": "csv", "limit": 1}).content
-            except (RetriesExhaustedError, UnreachableHostError):
-                raise  # unreachable: no point asking for the JSON sample too
-            except FatalAPIError as exc:
-                self.logger.warning(
-                    "%s: no CSV field list (%s); discovering from the JSON sample only",
-                    self.name,
-                    exc,
-                )
-            else:
-                # UTF-8 whatever the Content-Type says (requests would guess Latin-1 for text/*).
-                names.extend(csv_header(header.decode("utf-8-sig", errors="replace")))
-            response = self.fetch({**base, "limit": sample_size}, expect_json=True)
-            records.extend(response.custobar_payload[self.records_key])  # type: ignore[attr-defined]
-            thaw_pages()
-        return names, records
+    def fetch_csv_header(self, params: dict) -> list[str]:
+        """The field names of a one-row CSV response (same pacing, retries, error mapping)."""
+        prepared = self.prepare({**params, "format": "csv", "limit": 1}, safe_query_chars="")
+        send = self.request_decorator(self.send_request)
+        response = self.send_with_retries(send, prepared, None)
+        # UTF-8 whatever the Content-Type says (requests would guess Latin-1 for text/*).
+        return csv_header(response.content.decode("utf-8-sig", errors="replace"))
 
-    def fetch(self, params: dict, *, expect_json: bool = False) -> requests.Response:
-        """One request through the same pacing, retries and error mapping as a sync."""
-        prepared = self.build_prepared_request(
-            method="GET", url=self.get_url(None), params=params, headers=self.http_headers
-        )
-        self._expect_json = expect_json
-        try:
-            return self.send_with_retries(self.request_decorator(self._request), prepared, None)
-        finally:
-            self._expect_json = True
-
-    # --- records ----------------------------------------------------------------------
-
-    @cached_property
-    def known_fields(self) -> frozenset[str] | None:
-        """Properties a record may carry; None when the schema allows any."""
-        schema = self.effective_schema
-        return (
-            None if schema.get("additionalProperties") else frozenset(schema.get("properties", {}))
-        )
-
-    def drop_unknown_fields(self, row: Record) -> None:
-        """Drop properties the catalog lacks, noting them for report_dropped_fields."""
-        for name in row.keys() - t.cast("frozenset[str]", self.known_fields):
-            del row[name]
-            self._dropped_fields.add(name)
-
-    def report_dropped_fields(self) -> None:
-        """One warning per stream listing the fields dropped since the last report."""
-        names = sorted(self._dropped_fields - self._reported_unknown)
-        if names:
-            self._reported_unknown.update(names)
-            self.logger.warning(dropped_fields_message(self.name, names))
-
-    @cached_property
-    def zone(self) -> dt.tzinfo:
-        """api_timezone: where datetimes without an offset are read."""
-        return self.settings.zone
-
-    @cached_property
-    def required_fields(self) -> tuple[str, ...]:
-        """The keys a record must carry to be loaded and bookmarked."""
-        return (*self.primary_keys, *((self.replication_key,) if self.replication_key else ()))
-
-    def post_process(self, row: Record, context: Context | None = None) -> Record | None:
-        kept = self.process_page([row], context)
-        return kept[0] if kept else None
-
-    def process_page(self, page: list[Record], context: Context | None) -> list[Record]:
-        """Post-process a page in place: the records to emit, in order (the SDK's
-        post_process, done a page at a time so that per-record work is one loop)."""
-        known = self.known_fields
-        # One look at the page's keys, rather than one per record, when none is unknown.
-        if known is not None and known.issuperset(set().union(*page)):
-            known = None
-        zone = self.zone
-        datetime_fields = self.datetime_fields
-        required = self.required_fields
-        replication_key = self.replication_key
-        normalize = normalize_datetime
-        kept: list[Record] = []
-        keep = kept.append
-        for row in page:
-            if known is not None and not known.issuperset(row):
-                self.drop_unknown_fields(row)
-            for name in datetime_fields:
-                value = row.get(name)
-                if type(value) is str:
-                    try:
-                        row[name] = normalize(value, zone)
-                    except ValueError:
-                        if name == replication_key:
-                            self.skip(f"{name} is not a date-time")
-                            break
-                        self.report_bad_datetime(name)
-            else:  # no break: the replication key, if any, is a date-time
-                for key in required:
-                    if row.get(key) in (None, ""):
-                        self.skip(f"missing {key}")
-                        break
-                else:
-                    keep(row)
-        return kept
-
-    def report_bad_datetime(self, name: str) -> None:
-        if name not in self._bad_datetimes:
-            self._bad_datetimes.add(name)
-            self.logger.warning(
-                "%s: field %s holds a value that is not an ISO date-time; passing it through "
-                "unchanged",
-                self.name,
-                name,
-            )
-
-    def skip(self, why: str) -> None:
-        """Count a record that cannot be loaded or bookmarked (reported at the end)."""
-        self._skipped += 1
-        if len(self._skipped_positions) < SKIPPED_POSITIONS_REPORTED:
-            self._skipped_positions.append(f"page {self._page_number} ({why})")
-
-    def report_skipped(self) -> None:
-        if self._skipped:
-            self.logger.warning(
-                "%s: skipped %d record(s) without their key or replication key; first: %s",
-                self.name,
-                self._skipped,
-                "; ".join(self._skipped_positions),
-            )
-
-    # --- the page-at-a-time record path (see fastpath.py) --------------------------------
-
-    fast_path_enabled = True
-
-    def fast_path_applies(self) -> bool:
-        """Only where it provably matches the SDK: no maps, flattening or nested selection."""
-        if not self.fast_path_enabled or self.ABORT_AT_RECORD_COUNT is not None:
-            return False
-        if len(self.stream_maps) != 1 or type(self.stream_maps[0]) is not SameRecordTransform:
-            return False
-        if self.config.get("flattening_enabled") or self.child_streams:
-            return False
-        # Nested deselection inside a selected property needs the SDK's recursive pop.
-        return not any(
-            len(breadcrumb) > 2 and not selected and self.mask[breadcrumb[:2]]
-            for breadcrumb, selected in self.mask.items()
-        )
-
-    @cached_property
-    def conform_plan(self) -> fastpath.ObjectPlan:
-        return fastpath.compile_object(self.effective_schema, root=True)
-
-    @cached_property
-    def deselected_fields(self) -> frozenset[str]:
-        properties = self.effective_schema.get("properties", {})
-        return frozenset(p for p in properties if not self.mask[("properties", p)])
-
-    def _sync_records(
-        self, context: Context | None = None, *, write_messages: bool = True
-    ) -> t.Generator[dict, t.Any, t.Any]:
-        # Overridden to take the page path, to send ACTIVATE_VERSION once the table is
-        # complete, and to report skipped records once per stream.
-        try:
-            if write_messages and self.fast_path_applies():
-                self._sync_pages(context)  # yields nothing: sync() only drains this generator
-            else:
-                yield from super()._sync_records(context, write_messages=write_messages)
-            if self._completed_version is not None:  # also after BATCH messages' records
-                super()._write_activate_version_message(self._completed_version)
-        finally:
-            thaw_pages()
-            self.report_dropped_fields()
-            self.report_skipped()
-
-    def _write_activate_version_message(self, full_table_version: int) -> None:
-        # The SDK sends ACTIVATE_VERSION before the first record, and a target that
-        # hard-deletes older versions then empties the table for the whole load (or for
-        # good, if the run fails). Sent after the last record instead: see _sync_records.
-        self._completed_version = full_table_version
-
-    def _sync_pages(self, context: Context | None) -> None:
-        """The SDK's record loop (singer-sdk pinned <0.55) with per-record work done per page:
-        the same contexts, state, metrics and messages."""
-        record_counter = self.get_record_counter()
-        timer = self.get_sync_timer()
-        contexts = [context] if context is not None else self.partitions
-        with record_counter, timer:
-            for element in contexts or [{}]:
-                record_counter.with_context(element)
-                timer.with_context(element)
-                current = element or None
-                partition = self._get_state_partition_context(current)
-                self._write_starting_replication_value(current)
-                for page in self.get_pages(current):
-                    record_counter.increment(self.emit_page(page, current, partition))
-                    self._write_state_message()
-                    del page  # one parsed page at a time
-                if current == partition:
-                    self._finalize_state(self.get_context_state(current))
-        if not context:
-            self._finalize_state(self.stream_state)
-        self._write_state_message()
-
-    def emit_page(
-        self, page: list[dict], context: Context | None, partition: Context | None
-    ) -> int:
-        """Post-process, conform and write one page's RECORD messages; bookmark them."""
-        extracted = utc_now()
-        records = self.process_page(page, context)
-        for key, value in (partition or {}).items():
-            # The SDK adds a partition's context to records that lack it (events from a
-            # `type=` query all carry their type already: one C-level look, no loop).
-            if not all(map(dict.__contains__, records, repeat(key))):
-                for record in records:
-                    record.setdefault(key, value)
-        if deselected := self.deselected_fields:
-            for record in records:
-                for name in deselected & record.keys():
-                    del record[name]
-        fastpath.conform_page(self.conform_plan, records)
-        if not records:
-            return 0
-        self._tap.message_writer.write_lines(  # type: ignore[attr-defined]
-            fastpath.record_lines(self.name, records, self._stream_version, extracted)
-        )
-        self.state_manager.is_flushed = False
-        if bookmark_field := self.replication_key:
-            values: list[t.Any] = list(map(dict.get, records, repeat(bookmark_field)))
-            if set(map(type, values)) != {str}:  # e.g. a number: no bookmark from that one
-                values = [value for value in values if type(value) is str]
-            self.bookmarks.note_page(partition_key(context), values)
-            self.checkpoint_page(context)
-        return len(records)
-
-    # --- bookmarks --------------------------------------------------------------------
-
-    def _increment_stream_state(
-        self, latest_record: Record, *, context: Context | None = None
-    ) -> None:
-        # The SDK calls this per record; the bookmark moves per page (see bookmarks.py).
-        value = latest_record.get(self.replication_key) if self.replication_key else None
-        if isinstance(value, str):
-            self.bookmarks.note(partition_key(context), value)
-
-    def begin_bookmark(self, context: Context | None) -> None:
-        value = self.get_context_state(context).get("replication_key_value")
-        self.bookmarks.begin(partition_key(context), value)
-
-    def checkpoint_page(self, context: Context | None) -> None:
-        """Decide the bookmark after a page whose records have all been emitted."""
-        key = partition_key(context)
-        outcome = self.bookmarks.close_page(key)
-        if outcome.became_unordered:
-            self.logger.warning(
-                "%s%s: records arrive out of %s order; the bookmark stays where this run "
-                "found it until the partition completes",
-                self.name,
-                self.partition_label(context),
-                self.replication_key,
-            )
-            self.restore_bookmark(context, self.bookmarks.start_value(key))
-        if outcome.advance_to is not None:
-            self.advance_bookmark(context, *outcome.advance_to)
-
-    def complete_bookmark(self, context: Context | None) -> None:
-        latest = self.bookmarks.complete(partition_key(context))
-        if latest is not None:
-            self.advance_bookmark(context, *latest)
-
-    def advance_bookmark(self, context: Context | None, instant: dt.datetime, value: str) -> None:
-        current = self.bookmark(context)
-        if current is None or instant > current:
-            self.restore_bookmark(context, value)
-
-    def restore_bookmark(self, context: Context | None, value: t.Any) -> None:
-        state = self.get_context_state(context)
-        if value is None:
-            state.pop("replication_key_value", None)
-        else:
-            state["replication_key"] = self.replication_key
-            state["replication_key_value"] = value
-        self.state_manager.is_flushed = False
-
-    def bookmark(self, context: Context | None) -> dt.datetime | None:
-        """The stored bookmark of this stream or partition, as an instant."""
-        state = self.get_context_state(context)
-        value = state.get("replication_key_value")
-        if not value or state.get("replication_key") != self.replication_key:
-            return None
-        try:
-            return parse_instant(str(value))
-        except ValueError:
-            return None
-
-
-def decode_page(body: bytes, decode: t.Callable[[bytes], t.Any] = msgspec.json.decode) -> t.Any:
-    """Decode a JSON page out of the cyclic GC's sight.
-
-    A page is hundreds of thousands of acyclic objects, freed by reference counting once
-    written; collections triggered while allocating and emitting them cost more than the
-    decoding. So the GC is paused while decoding and the page is frozen (moved to the
-    permanent generation, which collections skip) until the stream ends (thaw_pages).
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        gc.collect(0)  # young garbage is collected, not frozen with the page
-        payload = decode(body)
-        gc.freeze()
-        return payload
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def thaw_pages() -> None:
-    gc.unfreeze()
-
-
-def partition_key(context: Context | None) -> tuple:
-    return tuple(sorted((context or {}).items()))
-
-
-def dropped_fields_message(stream: str, names: list[str]) -> str:
-    return (
-        f"{stream}: {len(names)} field(s) in the data are not in the catalog's schema, so they "
-        f"are dropped: {', '.join(names)}; re-run discovery (meltano: --refresh-catalog) to "
-        "add them"
-    )
-
-
-def describe_failure(exc: BaseException | None, path: str, *, stream: str = "") -> str:
-    """A one-line description of a failed request: status or exception, and the path only."""
-    prefix = f"{stream}: " if stream else ""
-    if isinstance(exc, RetriableAPIError) and exc.args:
-        return f"{prefix}{exc.args[0]}"  # "<status> <reason> from <path>..." or a body problem
-    if exc is None:
-        return f"{prefix}request to {path} failed"
-    kinds: dict[type[BaseException], str] = {
-        requests.exceptions.ConnectTimeout: "connection timed out",
-        requests.exceptions.ReadTimeout: "read timed out",
-        requests.exceptions.ChunkedEncodingError: "connection dropped while reading the body",
-    }
-    kind = kinds.get(type(exc))
-    if kind is None:
-        kind = (
-            connect_failure_cause(exc) or "connection failed or was dropped"
-            if isinstance(exc, (requests.exceptions.ConnectionError, ConnectionResetError))
-            else exc.__class__.__name__
-        )
-    return f"{prefix}{kind} ({exc.__class__.__name__}) on {urlsplit(path).path}"
+    def fetch_records(self, params: dict) -> list[dict]:
+        """The records of one JSON page (same pacing, retries, error mapping)."""
+        send = self.request_decorator(self.read_page)
+        prepared = self.prepare(params, safe_query_chars="")
+        page: Page = self.send_with_retries(send, prepared, None)
+        return page.records

@@ -13,8 +13,27 @@ import typing as t
 
 from singer_sdk.exceptions import FatalAPIError
 
+from tap_custobar.http import RetriesExhaustedError, UnreachableHostError
+
 if t.TYPE_CHECKING:
+    import logging
     from collections.abc import Iterable
+
+
+class Sampled(t.Protocol):
+    """What discovery asks of a stream: its queries, and one CSV header / JSON page each."""
+
+    name: str
+
+    @property
+    def logger(self) -> logging.Logger: ...
+
+    def discovery_contexts(self) -> list[dict | None]: ...
+
+    def fetch_csv_header(self, params: dict) -> list[str]: ...
+
+    def fetch_records(self, params: dict) -> list[dict]: ...
+
 
 DATETIME_PATTERN = re.compile(
     r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$"
@@ -24,6 +43,26 @@ PERMISSIVE_SCHEMA: dict[str, t.Any] = {
     "type": ["string", "number", "integer", "boolean", "object", "array", "null"]
 }
 _KIND_ORDER = ("string", "number", "integer", "boolean", "object", "array")
+
+
+def sample(stream: Sampled, sample_size: int) -> tuple[list[str], list[dict]]:
+    """Field names from a one-row CSV, and a JSON sample of records, per discovery context."""
+    names: list[str] = []
+    records: list[dict] = []
+    for context in stream.discovery_contexts():
+        base = dict(context or {})
+        try:
+            names.extend(stream.fetch_csv_header(base))
+        except (RetriesExhaustedError, UnreachableHostError):
+            raise  # the server cannot be reached: no point asking for the JSON sample too
+        except FatalAPIError as exc:
+            stream.logger.warning(
+                "%s: no CSV field list (%s); discovering from the JSON sample only",
+                stream.name,
+                exc,
+            )
+        records.extend(stream.fetch_records({**base, "limit": sample_size}))
+    return names, records
 
 
 def csv_header(text: str) -> list[str]:

@@ -1,5 +1,6 @@
 """HTTP plumbing shared by all streams: auth header, pacing, origin guard, Retry-After,
-and how failures to reach the host at all are told apart and worded."""
+backoff waits (with jitter), one-line failure descriptions, and how failures to reach the
+host at all are told apart and worded."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3.exceptions
-from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
+from singer_sdk.exceptions import ConfigValidationError, FatalAPIError, RetriableAPIError
 
 from tap_custobar.settings import normalize_origin, token_problem
 
 MAX_RETRY_AFTER = 600.0
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_CAP_SECONDS = 300.0
 # Until the host has answered once in a run, a failure to connect at all is most likely a
 # wrong `company` / `base_url`: a couple of quick retries, not the whole retry policy.
 FIRST_CONTACT_RETRIES = 2
@@ -27,6 +30,17 @@ FIRST_CONTACT_RETRIES = 2
 # hit by the same outage do not retry in lockstep (never shortened: the documented doubling
 # stays a floor).
 JITTER_FRACTION = 0.5
+
+
+# What a request may fail with and still be retried (as the SDK's request_decorator).
+RETRIED_EXCEPTIONS = (
+    RetriableAPIError,
+    ConnectionResetError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 
 
 class TokenAuth(requests.auth.AuthBase):
@@ -53,6 +67,10 @@ class TokenAuth(requests.auth.AuthBase):
 
 class OffOriginError(FatalAPIError):
     """A next_url or redirect that leaves the configured origin."""
+
+
+class RetriesExhaustedError(FatalAPIError):
+    """A request still failed after every retry."""
 
 
 class CustobarSession(requests.Session):
@@ -116,6 +134,39 @@ def retry_after_seconds(response: requests.Response | None) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
+def error_message(response: requests.Response, path: str) -> str:
+    """Status, reason and Custobar's short reason: never the body (it can hold customer data)."""
+    reason = custobar_reason(response)
+    message = f"{response.status_code} {response.reason} from {path}"
+    return f"{message}: {reason}" if reason else message
+
+
+def status_failure(
+    response: requests.Response, *, stream: str, path: str, auth_scheme: str, origin: str
+) -> Exception | None:
+    """What a response's status means: retried (429, 5xx), fatal (other non-2xx) or fine."""
+    status = response.status_code
+    if status == 429 or status >= 500:
+        return RetriableAPIError(error_message(response, path), response)
+    if status in (401, 403):
+        return FatalAPIError(
+            f"{stream}: {status} {response.reason} from {path}. Check `api_token` "
+            f"and `auth_scheme` ({auth_scheme}): the token needs "
+            f"the scope GET {path}. Custobar said: {custobar_reason(response) or '-'}"
+        )
+    if status == 404:
+        return FatalAPIError(
+            f"{stream}: 404 Not Found for {path} on {origin}. Check "
+            "`company` / `base_url`: they must point at your Custobar instance's root."
+        )
+    if status >= 300:
+        return FatalAPIError(
+            f"{stream}: {status} {response.reason} for {path}. Custobar said: "
+            f"{custobar_reason(response) or '-'}"
+        )
+    return None
+
+
 def custobar_reason(response: requests.Response, limit: int = 200) -> str:
     """Custobar's short error reason: `{"error": {"reason": ...}}`, else the shortened text.
 
@@ -141,6 +192,63 @@ def custobar_reason(response: requests.Response, limit: int = 200) -> str:
     if len(reason) > limit:
         reason = reason[: limit - 1] + "…"
     return reason
+
+
+def retry_waits() -> t.Generator[float, t.Any, None]:
+    """Backoff waits for `backoff.on_exception`: the server's Retry-After when it gives one,
+    else 1, 2, 4 ... seconds with jitter, capped at five minutes (the failed request's
+    exception is sent in before each wait)."""
+    attempt = 0
+    exception = yield  # type: ignore[misc]
+    while True:
+        delay = retry_after_seconds(getattr(exception, "response", None))
+        if delay is None:  # exponential, with jitter; Retry-After is the server's own
+            delay = min(jittered(BACKOFF_BASE_SECONDS * 2**attempt), BACKOFF_CAP_SECONDS)
+        attempt += 1
+        exception = yield delay
+
+
+def describe_failure(exc: BaseException | None, path: str, *, stream: str = "") -> str:
+    """A one-line description of a failed request: status or exception, and the path only."""
+    prefix = f"{stream}: " if stream else ""
+    if isinstance(exc, RetriableAPIError) and exc.args:
+        return f"{prefix}{exc.args[0]}"  # "<status> <reason> from <path>..." or a body problem
+    if exc is None:
+        return f"{prefix}request to {path} failed"
+    kinds: dict[type[BaseException], str] = {
+        requests.exceptions.ConnectTimeout: "connection timed out",
+        requests.exceptions.ReadTimeout: "read timed out",
+        requests.exceptions.ChunkedEncodingError: "connection dropped while reading the body",
+    }
+    kind = kinds.get(type(exc))
+    if kind is None:
+        kind = (
+            connect_failure_cause(exc) or "connection failed or was dropped"
+            if isinstance(exc, (requests.exceptions.ConnectionError, ConnectionResetError))
+            else exc.__class__.__name__
+        )
+    return f"{prefix}{kind} ({exc.__class__.__name__}) on {urlsplit(path).path}"
+
+
+def exhausted_error(
+    exc: BaseException,
+    stream: str,
+    path: str,
+    url: str | None,
+    tries: int,
+    first_contact: FirstContact,
+) -> FatalAPIError:
+    """The error that ends a request whose retries ran out: on a run's first contact, the
+    host (never the query) and why it could not be reached at all; else the stream, the
+    cause and the path only."""
+    if cause := first_contact.unreachable(exc):
+        return UnreachableHostError(
+            f"{stream}: " + unreachable_message(url or "", cause, first_contact.failures)
+        )
+    return RetriesExhaustedError(
+        f"{stream}: giving up after {tries} {'try' if tries == 1 else 'tries'}: "
+        f"{describe_failure(exc, path)}"
+    )
 
 
 # --- failures to reach the host ------------------------------------------------------------
@@ -169,6 +277,12 @@ class FirstContact:
             return False
         self.failures += 1
         return self.failures > self.retries
+
+    def retries_for(self, exc: BaseException | None, retries: int) -> int:
+        """How many retries a failure gets: a couple while the host has never answered."""
+        if exc is not None and self.unreachable(exc):
+            return min(retries, self.retries)
+        return retries
 
 
 def connect_failure_cause(exc: BaseException) -> str | None:

@@ -7,12 +7,12 @@ import decimal
 import difflib
 import ipaddress
 import json
-import numbers
 import typing as t
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from singer_sdk import typing as th
+from singer_sdk.typing import DEFAULT_JSONSCHEMA_VALIDATOR
 
 from tap_custobar import __version__
 from tap_custobar.datetimes import get_zone, parse_bound
@@ -146,7 +146,7 @@ CONFIG_SCHEMA = th.PropertiesList(
     ),
     th.Property(
         "lookback_days",
-        th.IntegerType,
+        th.IntegerType(minimum=0),
         default=1,
         title="Lookback days",
         description="Incremental reads restart this many whole days before the bookmark's "
@@ -162,28 +162,28 @@ CONFIG_SCHEMA = th.PropertiesList(
     ),
     th.Property(
         "page_size",
-        th.IntegerType,
+        th.IntegerType(minimum=1, maximum=MAX_PAGE_SIZE),
         default=MAX_PAGE_SIZE,
         title="Page size",
         description="Records per request (the `limit` parameter), 1-10000.",
     ),
     th.Property(
         "min_request_interval",
-        th.NumberType,
+        th.NumberType(minimum=0),
         default=1.0,
         title="Minimum request interval",
         description="Minimum seconds between the starts of two requests; 0 disables pacing.",
     ),
     th.Property(
         "request_timeout",
-        th.NumberType,
+        th.NumberType(minimum=0.001),  # type: ignore[arg-type]  # typed int, any number works
         default=300,
         title="Request timeout",
         description="Per-request timeout in seconds.",
     ),
     th.Property(
         "max_retries",
-        th.IntegerType,
+        th.IntegerType(minimum=0, maximum=100),
         default=8,
         title="Max retries",
         description="Retries (after the first try) for 429, 5xx, timeouts, dropped "
@@ -228,7 +228,7 @@ class Settings:
 
     origin: str  # scheme://host[:port], normalised
     base_url: str
-    zone: dt.tzinfo
+    api_timezone: dt.tzinfo
     start: dt.datetime | None  # inclusive lower bound
     end: dt.datetime | None  # exclusive upper bound (one microsecond past end_date)
     event_types: tuple[str, ...]
@@ -264,7 +264,6 @@ def check_settings(config: t.Mapping[str, t.Any]) -> tuple[Settings | None, list
     base_url = _check_base_url(config, errors)
     zone = _check_zone(config, errors)
     start, end = _check_dates(config, zone, errors)
-    _check_numbers(config, errors)
     event_types = _check_event_types(config, errors)
     filters = _check_filters(config, errors)
     if problem := token_problem(config.get("api_token")):
@@ -274,7 +273,7 @@ def check_settings(config: t.Mapping[str, t.Any]) -> tuple[Settings | None, list
     return Settings(
         origin=normalize_origin(base_url),
         base_url=base_url,
-        zone=zone,
+        api_timezone=zone,
         start=start,
         end=end,
         event_types=event_types,
@@ -301,6 +300,26 @@ def token_problem(value: t.Any) -> str | None:
             "as typographic quotes or dashes); copy the token again."
         )
     return None
+
+
+def schema_errors(schema: dict, config: t.Mapping[str, t.Any]) -> tuple[list[str], list[str]]:
+    """The config's JSON-schema errors: values outside a setting's minimum/maximum, named by
+    the setting with its range; and the others, in the SDK's wording."""
+    ranges: list[str] = []
+    others: list[str] = []
+    for error in DEFAULT_JSONSCHEMA_VALIDATOR(schema).iter_errors(dict(config)):
+        where = list(error.path)
+        if error.validator in ("minimum", "maximum") and len(where) == 1:
+            low, high = error.schema.get("minimum"), error.schema.get("maximum")
+            upper = f" and at most {high:g}" if high is not None else ""
+            value = error.instance  # a Decimal from a config file or environment variable
+            shown = str(value) if isinstance(value, decimal.Decimal) else repr(value)
+            ranges.append(f"{where[0]}: {shown} is out of range (at least {low:g}{upper}).")
+        elif where:
+            others.append(f"{error.message} in config[{']['.join(map(repr, where))}]")
+        else:
+            others.append(error.message)
+    return ranges, others
 
 
 def resolve_base_url(config: t.Mapping[str, t.Any]) -> str | None:
@@ -382,31 +401,6 @@ def _check_dates(
             f"end_date: {config['end_date']!r} is before start_date {config['start_date']!r}."
         )
     return start, end
-
-
-def _check_numbers(config: t.Mapping[str, t.Any], errors: list[str]) -> None:
-    limits: dict[str, tuple[float, float | None, type]] = {
-        "page_size": (1, MAX_PAGE_SIZE, int),
-        "lookback_days": (0, None, int),
-        "max_retries": (0, 100, int),
-        "min_request_interval": (0, None, float),
-        "request_timeout": (0.001, None, float),
-    }
-    for name, (low, high, kind) in limits.items():
-        value = config.get(name)
-        if value is None:
-            continue
-        # Config files are read with Decimal for fractions (the SDK's JSON loader).
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, numbers.Real | decimal.Decimal)
-            or (kind is int and not float(value).is_integer())
-        ):
-            errors.append(f"{name}: {value!r} is not a{'n integer' if kind is int else ' number'}.")
-            continue
-        if float(value) < low or (high is not None and float(value) > high):
-            upper = f" and at most {high:g}" if high is not None else ""
-            errors.append(f"{name}: {value!r} is out of range (at least {low:g}{upper}).")
 
 
 def _check_event_types(config: t.Mapping[str, t.Any], errors: list[str]) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""TapCustobar: settings, the shared HTTP session and the stream list."""
+"""TapCustobar: settings, the shared HTTP session, the stream list and discovery."""
 
 from __future__ import annotations
 
@@ -12,12 +12,16 @@ import click
 from singer_sdk import Tap
 from singer_sdk.configuration._dict_config import parse_environment_config
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
-from singer_sdk.helpers._classproperty import classproperty
 from singer_sdk.tap_base import CliTestOptionValue
 
-from tap_custobar.client import CustobarStream
+from tap_custobar import page_writer
 from tap_custobar.connection_test import passed_message
-from tap_custobar.discovery import TenantUnreadableError, discovery_failure, extend_schema
+from tap_custobar.discovery import (
+    TenantUnreadableError,
+    discovery_failure,
+    extend_schema,
+    sample,
+)
 from tap_custobar.http import CustobarSession
 from tap_custobar.interrupts import OUTPUT_GUARD, Interrupted, interrupted_message
 from tap_custobar.settings import (
@@ -27,16 +31,18 @@ from tap_custobar.settings import (
     as_text_schema,
     check_settings,
     env_values,
+    schema_errors,
     undocumented_event_types,
     unknown_setting_warnings,
 )
 from tap_custobar.streams import CustomersStream, EventsStream, ProductsStream, SalesStream
-from tap_custobar.writer import CustobarWriter
 
 if t.TYPE_CHECKING:
     from types import FrameType
 
     from singer_sdk import Stream
+
+    from tap_custobar.client import CustobarStream
 
 STREAM_TYPES = (CustomersStream, EventsStream, ProductsStream, SalesStream)
 DISCOVERY_SAMPLE_SIZE = 500
@@ -47,29 +53,29 @@ class TapCustobar(Tap):
 
     name = "tap-custobar"
     config_jsonschema = CONFIG_SCHEMA
-    message_writer_class = CustobarWriter
+    message_writer_class = page_writer.CustobarWriter
     default_user_agent = DEFAULT_USER_AGENT
-    config_errors: t.ClassVar[list[str]] = []
 
-    @classproperty
-    def _env_var_config(cls) -> dict[str, t.Any]:
-        # --config=ENV: the SDK reads numbers as text ("'0.5' is not of type 'number'").
-        schema = cls.config_jsonschema
-        cls.append_builtin_config(schema)
-        raw = parse_environment_config(as_text_schema(schema), cls._env_var_prefix)
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        self.discovering = False  # run_discovery: streams get the tenant's custom fields
+        super().__init__(*args, **kwargs)
+
+    @property
+    def _env_var_config(self) -> dict[str, t.Any]:
+        # --config=ENV: the SDK reads numbers as text ("'0.5' is not of type 'number'"), and
+        # has no public hook for it; it reads this on the instance, while it is built.
+        schema = self.config_jsonschema
+        self.append_builtin_config(schema)
+        prefix = f"{self.name.upper().replace('-', '_')}_"  # TAP_CUSTOBAR_, as the SDK names it
+        raw = parse_environment_config(as_text_schema(schema), prefix)
         return env_values(raw, schema)
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        known = {"properties": dict(self.config_jsonschema["properties"])}
-        self.append_builtin_config(known)  # stream_maps, flattening_enabled...: the SDK's own
-        for warning in unknown_setting_warnings(self.config, known):
-            self.logger.warning(warning)
-        errors = super()._validate_config(raise_errors=False)
-        if not errors:
-            _, errors = check_settings(self.config)
-        errors = [redact(error, self.config) for error in errors]
-        if errors:
-            TapCustobar.config_errors = errors  # for main()'s last line: the SDK CLI swallows them
+        # The SDK's only config check, and no public hook in 0.54: its JSON-schema pass fills
+        # in defaults; config_problems words what is wrong. Should the SDK rename it,
+        # `settings` still refuses a bad config before the first request.
+        super()._validate_config(raise_errors=False)
+        errors = self.config_problems
         if errors and raise_errors:
             raise ConfigValidationError(
                 "Invalid tap-custobar configuration: " + " ".join(errors),
@@ -79,9 +85,29 @@ class TapCustobar(Tap):
         return errors
 
     @cached_property
+    def config_problems(self) -> list[str]:
+        """What is wrong with the config, each naming its setting and never the token: the
+        JSON schema's errors, then what the schema cannot express (unless a setting has the
+        wrong type). Unknown setting names are warned."""
+        known = {"properties": dict(self.config_jsonschema["properties"])}
+        self.append_builtin_config(known)  # stream_maps, flattening_enabled...: the SDK's own
+        for warning in unknown_setting_warnings(self.config, known):
+            self.logger.warning(warning)
+        ranges, others = schema_errors(self.config_jsonschema, self.config)
+        errors = ranges + (others or self.checked_settings[1])
+        return [redact(error, self.config) for error in errors]
+
+    @cached_property
+    def checked_settings(self) -> tuple[Settings | None, list[str]]:
+        return check_settings(self.config)
+
+    @cached_property
     def settings(self) -> Settings:
-        settings, errors = check_settings(self.config)
-        if settings is None:
+        # Also where the SDK validates without raising (--discover): never a request with a
+        # setting of the wrong type.
+        settings, errors = self.checked_settings
+        if settings is None or self.config_problems:
+            errors = self.config_problems or errors
             raise ConfigValidationError(
                 "Invalid tap-custobar configuration: " + " ".join(errors), errors=errors
             )
@@ -115,13 +141,32 @@ class TapCustobar(Tap):
                 print(passed_message(stream.name for stream in STREAM_TYPES), file=sys.stderr)
             raise
 
+    @classmethod
+    def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:
+        # The SDK's CLI logs a bad config's errors and exits 1; main() ends with one sentence.
+        try:
+            super().invoke(*args, **kwargs)
+        except ConfigValidationError as exc:
+            for error in exc.errors:
+                cls.logger.error(error)
+            cls.logger.error("Config validation failed", extra={"schema": exc.schema})
+            raise InvalidConfigurationError(exc.errors) from None
+
     def run_discovery(self) -> str:
-        self._discovering = True
+        self.discovering = True
         return super().run_discovery()
 
     def discover_streams(self) -> t.Sequence[Stream]:
         streams: list[CustobarStream] = [stream_type(tap=self) for stream_type in STREAM_TYPES]
-        if not getattr(self, "_discovering", False):
+        if not self.discovering:
+            if not page_writer.page_path_verified():
+                self.logger.info(
+                    "singer-sdk %s is not a version the page-at-a-time record path was "
+                    "verified against (%s): records take the SDK's standard path (slower, "
+                    "same output)",
+                    page_writer.SDK_VERSION,
+                    ", ".join(sorted(page_writer.VERIFIED_SDK_VERSIONS)),
+                )
             return streams  # a sync: the catalog (or the built-in schema) decides
         if not self.config.get("discover_custom_fields", True):
             self.logger.info("discover_custom_fields is off: the catalog has the built-in fields")
@@ -137,7 +182,7 @@ class TapCustobar(Tap):
         return discovered
 
     def with_custom_fields(self, stream: CustobarStream) -> CustobarStream:
-        names, samples = stream.sample(DISCOVERY_SAMPLE_SIZE)
+        names, samples = sample(stream, DISCOVERY_SAMPLE_SIZE)
         schema, added = extend_schema(stream.schema, names, samples)
         if added:
             self.logger.info(
@@ -147,6 +192,13 @@ class TapCustobar(Tap):
                 ", ".join(added),
             )
         return type(stream)(tap=self, schema=schema)
+
+
+class InvalidConfigurationError(Exception):
+    """The configuration failed validation (its errors are logged already)."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("invalid configuration: " + " ".join(errors))
 
 
 def redact(text: str, config: t.Mapping[str, t.Any]) -> str:
@@ -163,6 +215,9 @@ def main() -> None:
     try:
         # Without standalone mode click returns ctx.exit() codes instead of exiting.
         code = TapCustobar.cli(standalone_mode=False)
+    except InvalidConfigurationError as exc:
+        print(f"tap-custobar: error: {exc}", file=sys.stderr)
+        sys.exit(1)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -179,12 +234,6 @@ def main() -> None:
         print(f"tap-custobar: error: {message}", file=sys.stderr)
         sys.exit(1)
     if isinstance(code, int) and code:
-        if TapCustobar.config_errors:
-            print(
-                "tap-custobar: error: invalid configuration: "
-                + " ".join(TapCustobar.config_errors),
-                file=sys.stderr,
-            )
         sys.exit(code)
 
 

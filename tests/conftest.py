@@ -4,7 +4,26 @@ from __future__ import annotations
 
 import pytest
 
+from tap_custobar import page_writer
 from tests.leaks import TEST_TOKEN, scanned
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--page-path",
+        choices=("on", "off"),
+        default="on",
+        help="off: in-process syncs run as on a singer-sdk version the page-at-a-time record "
+        "path was not verified against, i.e. every record takes the SDK's standard path",
+    )
+
+
+@pytest.fixture(autouse=True)
+def page_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    setting = request.config.getoption("--page-path")
+    if setting == "off":
+        monkeypatch.setattr(page_writer, "VERIFIED_SDK_VERSIONS", frozenset())
+    return str(setting)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -19,14 +19,15 @@ import requests
 import urllib3.exceptions
 from singer_sdk.exceptions import RetriableAPIError
 
-from tap_custobar import client
-from tap_custobar.client import RetriesExhaustedError, describe_failure
+from tap_custobar import http as custobar_http
 from tap_custobar.http import (
     FIRST_CONTACT_RETRIES,
     JITTER_FRACTION,
     FirstContact,
+    RetriesExhaustedError,
     UnreachableHostError,
     connect_failure_cause,
+    describe_failure,
     jittered,
     unreachable_message,
 )
@@ -183,7 +184,7 @@ def in_process_sync(config: dict) -> BaseException | None:
 
 
 def test_after_the_host_answered_a_refusal_gets_the_full_retry_policy(sandbox, monkeypatch) -> None:
-    monkeypatch.setattr(client, "BACKOFF_BASE_SECONDS", 0.01)  # the count matters here, not waits
+    monkeypatch.setattr(custobar_http, "BACKOFF_BASE_SECONDS", 0.01)  # the count matters here, not waits
     sandbox.inject("slow", stream="customers", after=1, seconds=3)  # the second page
     config = sandbox_config(sandbox, page_size=50, max_retries=6, event_types=["BROWSE"])
 
@@ -204,7 +205,7 @@ def test_after_the_host_answered_a_refusal_gets_the_full_retry_policy(sandbox, m
 
 
 def test_before_the_host_answered_a_refusal_gets_quick_retries(monkeypatch) -> None:
-    monkeypatch.setattr(client, "BACKOFF_BASE_SECONDS", 0.01)
+    monkeypatch.setattr(custobar_http, "BACKOFF_BASE_SECONDS", 0.01)
     port = closed_port()
     config = {"api_token": TEST_TOKEN, "base_url": f"http://127.0.0.1:{port}", "max_retries": 6}
     error = in_process_sync({**config, "min_request_interval": 0})
@@ -213,7 +214,7 @@ def test_before_the_host_answered_a_refusal_gets_quick_retries(monkeypatch) -> N
 
 
 def test_a_drop_after_the_first_answer_is_retried(sandbox, monkeypatch) -> None:
-    monkeypatch.setattr(client, "BACKOFF_BASE_SECONDS", 0.01)
+    monkeypatch.setattr(custobar_http, "BACKOFF_BASE_SECONDS", 0.01)
     drops = FIRST_CONTACT_RETRIES + 2  # more than a first contact would get
     sandbox.inject("drop_before", stream="customers", after=1, times=drops)
     config = sandbox_config(sandbox, page_size=50, max_retries=drops, event_types=["BROWSE"])
@@ -253,4 +254,4 @@ def test_exponential_waits_are_jittered_and_retry_after_is_not() -> None:
     assert len(firsts) > 40, "each run draws its own wait"
     capped = stream.backoff_wait_generator()
     next(capped)
-    assert max(capped.send(dropped) for _ in range(20)) <= client.BACKOFF_CAP_SECONDS
+    assert max(capped.send(dropped) for _ in range(20)) <= custobar_http.BACKOFF_CAP_SECONDS

@@ -39,6 +39,10 @@ CUSTOMERS_PATH = "/api/data/customers/"
 BACKOFF_FIRST_WAIT = 1.0  # DESIGN §3: exponential backoff from 1 s
 # Exponential waits are stretched at random by up to half (jitter), never shortened.
 JITTER_STRETCH = 1.5
+# Backoff waits are asserted from the waits the tap announces; the sandbox's request stamps only
+# show it really waited, as lower bounds less this: a handler thread scheduled late stamps a
+# request late (0.16 s has been seen on a loaded machine), and a late first stamp shortens a gap.
+STAMP_TOLERANCE = 0.5
 
 
 def is_backoff(waits: list[float], steps: list[float]) -> bool:
@@ -46,10 +50,6 @@ def is_backoff(waits: list[float], steps: list[float]) -> bool:
     return len(waits) == len(steps) and all(
         step <= wait <= step * JITTER_STRETCH for wait, step in zip(waits, steps, strict=True)
     )
-# Backoff waits are asserted from the waits the tap announces; the sandbox's request stamps only
-# show it really waited, as lower bounds less this: a handler thread scheduled late stamps a
-# request late (0.16 s has been seen on a loaded machine), and a late first stamp shortens a gap.
-STAMP_TOLERANCE = 0.5
 
 
 # --- helpers -----------------------------------------------------------------------------------

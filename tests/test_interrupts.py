@@ -114,7 +114,7 @@ WRITER_CHILD = """
 import sys
 from signal import SIGTERM, signal
 from tap_custobar.interrupts import OUTPUT_GUARD, Interrupted
-from tap_custobar.writer import CustobarWriter
+from tap_custobar.page_writer import CustobarWriter
 
 signal(SIGTERM, OUTPUT_GUARD.handle)
 page = (b"x" * 99 + b"\\n") * 20000

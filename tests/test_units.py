@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from tap_custobar.datetimes import get_zone, normalize_datetime, parse_bound, utc_sort_keys
+from tap_custobar.event_id import ExponentFloatWatch, event_id, set_event_ids
 from tap_custobar.http import MAX_RETRY_AFTER, custobar_reason, retry_after_seconds
-from tap_custobar.streams import ExponentFloatWatch, event_id, set_event_ids
 
 
 def definition_id(event: dict) -> str:
