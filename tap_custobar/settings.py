@@ -485,6 +485,24 @@ def as_text_schema(schema: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
     return {**schema, "properties": {name: {"type": "string"} for name in schema["properties"]}}
 
 
+def numbers_from_text(config: t.Mapping[str, t.Any], schema: t.Mapping[str, t.Any]) -> dict:
+    """The config with numeric settings written as text ("0.5") read as numbers.
+
+    Meltano hands a `kind: string` setting over as text, and `kind: string` is the only kind
+    that carries a fraction from an environment variable in Meltano 4.4.1 (`kind: decimal`
+    crashes there, `kind: integer` refuses "0.5"). Text that does not read as a number stays
+    text, so that the settings check names the setting.
+    """
+    properties = schema.get("properties", {})
+    converted = dict(config)
+    for name, value in config.items():
+        types = properties.get(name, {}).get("type", ())
+        types = [types] if isinstance(types, str) else list(types)
+        if isinstance(value, str) and "string" not in types and {"number", "integer"} & {*types}:
+            converted[name] = env_value(value, properties[name])
+    return converted
+
+
 def env_values(raw: t.Mapping[str, str], schema: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
     """Environment strings in the types their settings declare. A value that does not read as
     its type stays text, so that the settings check names the setting and the type."""

@@ -31,6 +31,7 @@ from tap_custobar.settings import (
     as_text_schema,
     check_settings,
     env_values,
+    numbers_from_text,
     schema_errors,
     undocumented_event_types,
     unknown_setting_warnings,
@@ -58,6 +59,8 @@ class TapCustobar(Tap):
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self.discovering = False  # run_discovery: streams get the tenant's custom fields
+        if isinstance(kwargs.get("config"), dict):  # what Meltano gives: numbers may be text
+            kwargs["config"] = numbers_from_text(kwargs["config"], self.config_jsonschema)
         super().__init__(*args, **kwargs)
 
     @property

@@ -156,3 +156,35 @@ def test_an_unknown_setting_gets_one_warning_naming_the_closest(tmp_path: Path) 
     assert "`start_dat` is ignored; did you mean `start_date`?" in warnings[1]
     assert "`colour` is ignored; see `tap-custobar --about`." in warnings[2]
     assert all(" WARNING " in line for line in warnings)
+
+
+def test_numbers_given_as_text_in_a_config_file_are_read_as_numbers() -> None:
+    # What Meltano writes for a `kind: string` setting (the only kind that carries a fraction
+    # from an environment variable in Meltano 4.4.1).
+    config = {
+        "api_token": "0123",
+        "base_url": "http://127.0.0.1:9",
+        "min_request_interval": "0.5",
+        "request_timeout": "30",
+        "page_size": "100",
+    }
+    tap = TapCustobar(config=config, validate_config=True)
+    assert tap.config["min_request_interval"] == decimal.Decimal("0.5")
+    assert tap.config["request_timeout"] == 30 and tap.config["page_size"] == 100
+    assert tap.config["api_token"] == config["api_token"]  # a string setting stays text
+    assert tap.session.min_interval == 0.5
+
+
+def test_text_that_is_no_number_in_a_config_file_names_the_setting(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(
+        json.dumps({"api_token": TEST_TOKEN, "base_url": "http://127.0.0.1:9", "page_size": "lots"})
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "tap_custobar", "--config", str(path)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
+    )  # fmt: skip
+    check_no_token(done.stdout + done.stderr)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert "page_size" in last and "'lots'" in last

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 
 from tests.e2e.expected import instant
@@ -147,3 +148,25 @@ def _zone(name: str) -> dt.tzinfo:
     from zoneinfo import ZoneInfo
 
     return ZoneInfo(name)
+
+
+def test_a_fractional_pacing_from_the_environment_paces_the_run(
+    meltano, sandbox, tmp_path, state_suffix
+):
+    """The text Meltano hands over ("0.5", "12.5") is read as the number it is: the run is paced
+    at half a second, not refused as a setting of the wrong type."""
+    interval = 0.5
+    env = {
+        **tap_env(sandbox, event_types='["MAIL_OPEN"]', discover_custom_fields="false"),
+        **jsonl_env(tmp_path / "output"),
+        "TAP_CUSTOBAR_MIN_REQUEST_INTERVAL": str(interval),
+        "TAP_CUSTOBAR_REQUEST_TIMEOUT": "12.5",
+    }
+    meltano.run_pipeline("target-jsonl", env=env, state_suffix=state_suffix)
+    starts = sorted(r["t_start"] for r in sandbox.requests if r["stream"])
+    assert len(starts) >= 5
+    # Any two requests k apart are at least k intervals apart, less the sandbox's stamping
+    # tolerance (a late stamp shortens one gap; delays never add up).
+    for i, j in itertools.combinations(range(len(starts)), 2):
+        assert starts[j] - starts[i] >= (j - i) * interval - 0.3, (i, j)
+    assert read_jsonl(tmp_path / "output", "customers")
