@@ -20,9 +20,10 @@ from singer_sdk.streams.rest import HTTPRequest, PageContext
 from tap_custobar import fastpath, schemas
 from tap_custobar.bookmarks import BookmarkTracker
 from tap_custobar.datetimes import normalize_datetime, parse_instant
-from tap_custobar.discovery import csv_header
+from tap_custobar.field_types import FieldConformer, Misfit, describe, fields_to_conform
 from tap_custobar.http import TokenAuth, custobar_reason, retry_after_seconds
 from tap_custobar.pagination import NextUrlPaginator
+from tap_custobar.schema_growth import SchemaGrowth
 from tap_custobar.settings import filter_query_value
 
 if t.TYPE_CHECKING:
@@ -71,7 +72,7 @@ class CustobarStream(RESTStream[str | None]):
         self._skipped = 0
         self._skipped_positions: list[str] = []
         self._bad_datetimes: set[str] = set()
-        self._reported_unknown: set[str] = set()
+        self._field_misfits: dict[str, Misfit] = {}  # kept when the schema grows
         self._expect_json = True
         self.bookmarks = BookmarkTracker()
         self._completed_version: int | None = None
@@ -265,7 +266,9 @@ class CustobarStream(RESTStream[str | None]):
         """The pages of this stream or partition; completes its bookmark at the end."""
         if self.replication_key:
             self.begin_bookmark(context)
-        yield from self.read_pages(context)
+        for page in self.read_pages(context):
+            self.grow_schema(page)  # fields the catalog lacks (schema_growth.py)
+            yield page
         if self.replication_key:
             self.complete_bookmark(context)
 
@@ -322,34 +325,13 @@ class CustobarStream(RESTStream[str | None]):
         """The queries whose fields make up the stream (events: one per type)."""
         return [None]
 
-    def sample(self, sample_size: int) -> tuple[list[str], list[dict]]:
-        """Field names from a one-row CSV, and a JSON sample of records, per context."""
-        names: list[str] = []
-        records: list[dict] = []
-        for context in self.discovery_contexts():
-            base = dict(context or {})
-            try:
-                header = self.fetch({**base, "format": "csv", "limit": 1}).content
-            except RetriesExhaustedError:
-                raise  # unreachable: no point asking for the JSON sample too
-            except FatalAPIError as exc:
-                self.logger.warning(
-                    "%s: no CSV field list (%s); discovering from the JSON sample only",
-                    self.name,
-                    exc,
-                )
-            else:
-                # UTF-8 whatever the Content-Type says (requests would guess Latin-1 for text/*).
-                names.extend(csv_header(header.decode("utf-8-sig", errors="replace")))
-            response = self.fetch({**base, "limit": sample_size}, expect_json=True)
-            records.extend(response.custobar_payload[self.records_key])  # type: ignore[attr-defined]
-            thaw_pages()
-        return names, records
-
-    def fetch(self, params: dict, *, expect_json: bool = False) -> requests.Response:
-        """One request through the same pacing, retries and error mapping as a sync."""
+    def fetch(
+        self, params: dict, *, expect_json: bool = False, url: str | None = None
+    ) -> requests.Response:
+        """One request through the same pacing, retries and error mapping as a sync
+        (`url`: a next_url, which carries its whole query)."""
         prepared = self.build_prepared_request(
-            method="GET", url=self.get_url(None), params=params, headers=self.http_headers
+            method="GET", url=url or self.get_url(None), params=params, headers=self.http_headers
         )
         self._expect_json = expect_json
         try:
@@ -368,17 +350,10 @@ class CustobarStream(RESTStream[str | None]):
         )
 
     def drop_unknown_fields(self, row: Record) -> None:
-        """Drop properties the catalog lacks, saying so once per field (not silently)."""
-        for name in sorted(row.keys() - t.cast("frozenset[str]", self.known_fields)):
+        """Drop properties the catalog lacks (a narrowed selection: see grow_schema, which
+        names them in one warning at the end of the stream)."""
+        for name in row.keys() - t.cast("frozenset[str]", self.known_fields):
             del row[name]
-            if name not in self._reported_unknown:
-                self._reported_unknown.add(name)
-                self.logger.warning(
-                    "%s: field %r is in the data but not in the catalog's schema, so it is "
-                    "dropped; re-run discovery (meltano: --refresh-catalog) to add it",
-                    self.name,
-                    name,
-                )
 
     @cached_property
     def zone(self) -> dt.tzinfo:
@@ -392,6 +367,9 @@ class CustobarStream(RESTStream[str | None]):
 
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:
         kept = self.process_page([row], context)
+        if kept and self.schema_growth is not None and self.schema_growth.due:
+            if self.schema_growth.announce_before(kept) is not None:
+                self._write_schema_message()  # the SDK writes this record's RECORD next
         return kept[0] if kept else None
 
     def process_page(self, page: list[Record], context: Context | None) -> list[Record]:
@@ -420,7 +398,7 @@ class CustobarStream(RESTStream[str | None]):
                         if name == replication_key:
                             self.skip(f"{name} is not a date-time")
                             break
-                        self.report_bad_datetime(name)
+                        row[name] = self.unparsed_datetime(name, value)
             else:  # no break: the replication key, if any, is a date-time
                 for key in required:
                     if row.get(key) in (None, ""):
@@ -428,6 +406,8 @@ class CustobarStream(RESTStream[str | None]):
                         break
                 else:
                     keep(row)
+        if self.field_conformer.plans:  # rule 2 (field_types.py)
+            self.field_conformer.conform_page(kept, self._page_number)
         return kept
 
     def report_bad_datetime(self, name: str) -> None:
@@ -454,6 +434,66 @@ class CustobarStream(RESTStream[str | None]):
                 self._skipped,
                 "; ".join(self._skipped_positions),
             )
+
+    # --- custom fields: values fit their declared types, new fields join ------------------
+    # (rules in field_types.py and schema_growth.py; these methods only wire them in)
+
+    @cached_property
+    def field_conformer(self) -> FieldConformer:
+        """Rule 2 for the catalog's fields the built-in schema does not type the same way."""
+        declared = self.effective_schema.get("properties", {})
+        builtin = self.builtin_schema.get("properties", {})
+        return FieldConformer(
+            fields_to_conform(declared, builtin), zone=self.zone, misfits=self._field_misfits
+        )
+
+    @cached_property
+    def schema_growth(self) -> SchemaGrowth | None:
+        """None when the schema already allows any field."""
+        if self.known_fields is None:
+            return None
+        return SchemaGrowth(set(self.known_fields), open_to_new=all(self.mask.values()))
+
+    def grow_schema(self, page: list[dict]) -> None:
+        """Add the fields this page brings that the schema lacks (when the whole stream is
+        selected); a SCHEMA message goes out before the first record holding one."""
+        growth = self.schema_growth
+        if growth is None or not page:
+            return
+        added = growth.new_fields(page)
+        if not added:
+            return
+        schema = self.effective_schema
+        schema = {**schema, "properties": {**schema.get("properties", {}), **added}}
+        self._schema = schema
+        if self._input_schema is not None:
+            self._input_schema = schema
+        self._tap.mapper.register_raw_stream_schema(self.name, schema, self.primary_keys)
+        self._stream_maps = self._tap.mapper.stream_maps[self.name]
+        for name in ("known_fields", "datetime_fields", "conform_plan", "field_conformer"):
+            self.__dict__.pop(name, None)
+        self.logger.info(
+            "%s: field(s) not in the catalog on page %d, added with a new SCHEMA message: %s",
+            self.name,
+            self._page_number,
+            ", ".join(f"{name} ({describe(schema)})" for name, schema in added.items()),
+        )
+
+    def unparsed_datetime(self, name: str, value: str) -> str | None:
+        """A date-time field's value that is not an ISO date-time: a built-in passes it
+        through (with one warning), a custom field makes it null (counted, rule 2)."""
+        if name in self.field_conformer.properties:
+            self.field_conformer.not_a_datetime(name)
+            return None
+        self.report_bad_datetime(name)
+        return value
+
+    def report_custom_fields(self) -> None:
+        for line in self.field_conformer.reports(self.name):
+            self.logger.warning(line)
+        unlisted = self.schema_growth.warning(self.name) if self.schema_growth else None
+        if unlisted:
+            self.logger.warning(unlisted)
 
     # --- the page-at-a-time record path (see fastpath.py) --------------------------------
 
@@ -497,6 +537,7 @@ class CustobarStream(RESTStream[str | None]):
         finally:
             thaw_pages()
             self.report_skipped()
+            self.report_custom_fields()
 
     def _write_activate_version_message(self, full_table_version: int) -> None:
         # The SDK sends ACTIVATE_VERSION before the first record, and a target that
@@ -546,9 +587,22 @@ class CustobarStream(RESTStream[str | None]):
         fastpath.conform_page(self.conform_plan, records)
         if not records:
             return 0
-        self._tap.message_writer.write_lines(  # type: ignore[attr-defined]
-            fastpath.record_lines(self.name, records, self._stream_version, extracted)
-        )
+        lines = fastpath.record_lines
+        split = None
+        if self.schema_growth is not None and self.schema_growth.due:
+            split = self.schema_growth.announce_before(records)
+        if split is None:
+            self._tap.message_writer.write_lines(  # type: ignore[attr-defined]
+                lines(self.name, records, self._stream_version, extracted)
+            )
+        else:  # a SCHEMA message right before the first record holding a new field
+            self._tap.message_writer.write_lines(  # type: ignore[attr-defined]
+                lines(self.name, records[:split], self._stream_version, extracted)
+            )
+            self._write_schema_message()
+            self._tap.message_writer.write_lines(  # type: ignore[attr-defined]
+                lines(self.name, records[split:], self._stream_version, extracted)
+            )
         self.state_manager.is_flushed = False
         if bookmark_field := self.replication_key:
             values: list[t.Any] = list(map(dict.get, records, repeat(bookmark_field)))

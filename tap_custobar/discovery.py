@@ -1,27 +1,20 @@
 """Custom-field discovery: which fields a tenant's data has, and their JSON types.
 
 A CSV response without `fields` has a column for every potential property (API doc), so
-`format=csv&limit=1` lists the names cheaply; a JSON sample gives the types.
+`format=csv&limit=1` lists the names cheaply; JSON records give the types (field_types.py's
+rule 1: one JSON type per field).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import re
 import typing as t
+
+from tap_custobar.field_types import infer_properties, nullable
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
-
-DATETIME_PATTERN = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$"
-)
-# A field no sampled record carries: any JSON value loads (target-postgres makes it jsonb).
-PERMISSIVE_SCHEMA: dict[str, t.Any] = {
-    "type": ["string", "number", "integer", "boolean", "object", "array", "null"]
-}
-_KIND_ORDER = ("string", "number", "integer", "boolean", "object", "array")
 
 
 def csv_header(text: str) -> list[str]:
@@ -30,79 +23,17 @@ def csv_header(text: str) -> list[str]:
     return [name.strip() for name in next(reader, []) if name.strip()]
 
 
-def infer_schema(values: Iterable[t.Any]) -> dict[str, t.Any]:
-    """A nullable JSON schema that accepts every sampled value (never empty)."""
-    kinds: set[str] = set()
-    items: list[t.Any] = []
-    objects: list[dict] = []
-    date_times = strings = 0
-    for value in values:
-        if value is None:
-            continue
-        kind = json_kind(value)
-        kinds.add(kind)
-        if kind == "array":
-            items.extend(value)
-        elif kind == "object":
-            objects.append(value)
-        elif kind == "string":
-            strings += 1
-            date_times += bool(DATETIME_PATTERN.match(value))
-    if not kinds:
-        return dict(PERMISSIVE_SCHEMA)
-    if {"integer", "number"} <= kinds:
-        kinds.discard("integer")
-    schema: dict[str, t.Any] = {"type": [k for k in _KIND_ORDER if k in kinds] + ["null"]}
-    if kinds == {"string"} and date_times == strings:
-        schema["format"] = "date-time"
-    if "array" in kinds:
-        schema["items"] = _non_null(infer_schema(items)) if items else {}
-    if "object" in kinds:
-        schema["properties"] = infer_properties(objects)
-        schema["additionalProperties"] = True
-    return schema
-
-
-def infer_properties(records: Iterable[dict]) -> dict[str, dict[str, t.Any]]:
-    """Property schemas for a list of objects, in first-seen order."""
-    values: dict[str, list[t.Any]] = {}
-    for record in records:
-        for key, value in record.items():
-            values.setdefault(key, []).append(value)
-    return {key: infer_schema(found) for key, found in values.items()}
-
-
-def json_kind(value: t.Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "string"
-
-
-def _non_null(schema: dict[str, t.Any]) -> dict[str, t.Any]:
-    types = [kind for kind in schema.get("type", []) if kind != "null"]
-    return {**schema, "type": types} if types else schema
-
-
 def extend_schema(
     schema: dict[str, t.Any], names: Iterable[str], samples: list[dict]
 ) -> tuple[dict[str, t.Any], list[str]]:
-    """The built-in schema plus every discovered field it lacks (built-ins keep their types)."""
+    """The built-in schema plus every discovered field it lacks (built-ins keep their types);
+    a field no sample gave a value is `string` (any value loads as its JSON text)."""
     properties = dict(schema.get("properties", {}))
     added: list[str] = []
     sampled = infer_properties(samples)
     for name in [*names, *sampled]:
         if name in properties:
             continue
-        properties[name] = sampled.get(name, dict(PERMISSIVE_SCHEMA))
+        properties[name] = sampled.get(name, nullable("string"))
         added.append(name)
     return {**schema, "properties": properties}, added

@@ -85,6 +85,7 @@ TAP_DRIVEN_FILTERS: dict[str, dict[str, str]] = {
 }
 
 MAX_PAGE_SIZE = 10000
+DEFAULT_DISCOVERY_MAX_RECORDS = 100_000
 DEFAULT_USER_AGENT = f"tap-custobar/{__version__}"
 
 CONFIG_SCHEMA = th.PropertiesList(
@@ -194,6 +195,16 @@ CONFIG_SCHEMA = th.PropertiesList(
         title="Discover custom fields",
         description="Discovery asks the tenant which fields its data has and adds the ones "
         "the built-in schema lacks, with inferred types.",
+    ),
+    th.Property(
+        "discovery_max_records",
+        th.IntegerType,
+        default=DEFAULT_DISCOVERY_MAX_RECORDS,
+        title="Discovery max records",
+        description="Discovery reads one page of records per stream (per event type for "
+        "events) to type the custom fields, then looks up fields that page lacked with "
+        "narrow `fields=` requests until each has a value or this many records (that first "
+        "page included) have been read. Fields still unseen are typed string.",
     ),
     th.Property(
         "api_timezone",
@@ -365,6 +376,7 @@ def _check_numbers(config: t.Mapping[str, t.Any], errors: list[str]) -> None:
     limits: dict[str, tuple[float, float | None, type]] = {
         "page_size": (1, MAX_PAGE_SIZE, int),
         "lookback_days": (0, None, int),
+        "discovery_max_records": (0, None, int),
         "max_retries": (0, 100, int),
         "min_request_interval": (0, None, float),
         "request_timeout": (0.001, None, float),

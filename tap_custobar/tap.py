@@ -12,11 +12,13 @@ from singer_sdk import Tap
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
 
 from tap_custobar.client import CustobarStream, RetriesExhaustedError
-from tap_custobar.discovery import extend_schema
+from tap_custobar.field_search import search_fields
 from tap_custobar.http import CustobarSession
 from tap_custobar.settings import (
     CONFIG_SCHEMA,
+    DEFAULT_DISCOVERY_MAX_RECORDS,
     DEFAULT_USER_AGENT,
+    MAX_PAGE_SIZE,
     Settings,
     check_settings,
     undocumented_event_types,
@@ -28,7 +30,6 @@ if t.TYPE_CHECKING:
     from singer_sdk import Stream
 
 STREAM_TYPES = (CustomersStream, EventsStream, ProductsStream, SalesStream)
-DISCOVERY_SAMPLE_SIZE = 500
 
 
 class TapCustobar(Tap):
@@ -109,15 +110,12 @@ class TapCustobar(Tap):
         return discovered
 
     def with_custom_fields(self, stream: CustobarStream) -> CustobarStream:
-        names, samples = stream.sample(DISCOVERY_SAMPLE_SIZE)
-        schema, added = extend_schema(stream.schema, names, samples)
-        if added:
-            self.logger.info(
-                "%s: discovered %d field(s) beyond the built-in schema: %s",
-                stream.name,
-                len(added),
-                ", ".join(added),
-            )
+        schema, _ = search_fields(
+            stream,
+            page_size=int(self.config.get("page_size", MAX_PAGE_SIZE)),
+            budget=int(self.config.get("discovery_max_records", DEFAULT_DISCOVERY_MAX_RECORDS)),
+            logger=self.logger,
+        )
         return type(stream)(tap=self, schema=schema)
 
 

@@ -1,0 +1,202 @@
+"""Discovery's requests: every field a tenant has, and real values to type each one by.
+
+Per stream (per event type for events): the CSV header (`format=csv&limit=1`) lists every
+field name; one full JSON page is the sample. Fields that the header lists and the sample
+lacks are then looked up with narrow requests (`fields=<those names>`, paging on) until each
+has a value or `discovery_max_records` records (the sample's included) have been read.
+"""
+
+from __future__ import annotations
+
+import time
+import typing as t
+from dataclasses import dataclass, field
+
+from singer_sdk.exceptions import FatalAPIError
+
+from tap_custobar.client import RetriesExhaustedError, thaw_pages
+from tap_custobar.discovery import csv_header, extend_schema
+from tap_custobar.field_types import describe
+
+if t.TYPE_CHECKING:
+    import logging
+
+    from tap_custobar.client import CustobarStream
+
+POSTGRES_IDENTIFIER_BYTES = 63
+# `fields=` values longer than this are split over several look-ups (URL length limits).
+FIELDS_PARAM_CHARS = 1500
+
+
+@dataclass
+class FieldSearch:
+    """What discovery read for one stream, and what it found."""
+
+    names: list[str] = field(default_factory=list)  # from the CSV headers, in order
+    samples: list[dict] = field(default_factory=list)  # records with values to type from
+    requests: int = 0
+    records: int = 0
+    found_by_lookup: dict[str, int] = field(default_factory=dict)  # field -> look-up request no.
+    lookups: int = 0
+
+    def unseen(self, builtin: t.Collection[str]) -> list[str]:
+        """Header fields (not built-in) that no record read so far gave a value."""
+        seen = {
+            key for record in self.samples for key, value in record.items() if value is not None
+        }
+        return [
+            name for name in dict.fromkeys(self.names) if name not in builtin and name not in seen
+        ]
+
+
+def search_fields(
+    stream: CustobarStream, *, page_size: int, budget: int, logger: logging.Logger
+) -> tuple[dict[str, t.Any], FieldSearch]:
+    """The stream's schema with every discovered field typed (rule 1), and what it took."""
+    started = time.monotonic()
+    builtin = set(stream.schema.get("properties", {}))
+    search = FieldSearch()
+    read: dict[int, int] = {}  # records read per context
+    contexts = stream.discovery_contexts()
+    for number, context in enumerate(contexts):
+        read[number] = read_sample(stream, dict(context or {}), page_size, search, logger)
+    for number, context in enumerate(contexts):
+        missing = search.unseen(builtin)
+        if not missing:
+            break
+        read[number] += look_up(
+            stream, dict(context or {}), missing, page_size, budget - read[number], search
+        )
+    schema, added = extend_schema(stream.schema, search.names, search.samples)
+    seconds = time.monotonic() - started
+    log_search(stream.name, schema, added, search, builtin, seconds, logger)
+    return schema, search
+
+
+def read_sample(
+    stream: CustobarStream,
+    base: dict[str, t.Any],
+    page_size: int,
+    search: FieldSearch,
+    logger: logging.Logger,
+) -> int:
+    """The CSV header's names and one full JSON page; returns the records read."""
+    try:
+        search.requests += 1
+        header = stream.fetch({**base, "format": "csv", "limit": 1}).content
+    except RetriesExhaustedError:
+        raise  # unreachable: no point asking for the JSON sample too
+    except FatalAPIError as exc:
+        logger.warning(
+            "%s: no CSV field list (%s); discovering from the JSON sample only", stream.name, exc
+        )
+    else:
+        # UTF-8 whatever the Content-Type says (requests would guess Latin-1 for text/*).
+        search.names.extend(csv_header(header.decode("utf-8-sig", errors="replace")))
+    search.requests += 1
+    response = stream.fetch({**base, "limit": page_size}, expect_json=True)
+    records = response.custobar_payload[stream.records_key]  # type: ignore[attr-defined]
+    thaw_pages()
+    search.samples.extend(records)
+    search.records += len(records)
+    return len(records)
+
+
+def look_up(
+    stream: CustobarStream,
+    base: dict[str, t.Any],
+    missing: list[str],
+    page_size: int,
+    budget: int,
+    search: FieldSearch,
+) -> int:
+    """Narrow pages (`fields=<missing>`) until each field has a value or the budget is spent."""
+    spent = 0
+    for group in name_groups(missing):
+        wanted = set(group)
+        paginator = stream.get_new_paginator()
+        params: dict[str, t.Any] | None = {**base, "fields": ",".join(group), "limit": page_size}
+        url: str | None = None
+        while wanted and spent < budget:
+            search.requests += 1
+            search.lookups += 1
+            response = stream.fetch(params or {}, expect_json=True, url=url)
+            records = response.custobar_payload[stream.records_key]  # type: ignore[attr-defined]
+            thaw_pages()
+            spent += len(records)
+            search.records += len(records)
+            holding = [r for r in records if any(r.get(name) is not None for name in wanted)]
+            search.samples.extend(holding)
+            for record in holding:
+                for name in list(wanted):
+                    if record.get(name) is not None:
+                        wanted.discard(name)
+                        search.found_by_lookup[name] = search.lookups
+            paginator.advance(response)
+            if paginator.finished:
+                break
+            url, params = paginator.current_value, None
+        if spent >= budget:
+            break
+    return spent
+
+
+def name_groups(names: list[str]) -> list[list[str]]:
+    """The names split so that each group's `fields=` value stays short."""
+    groups: list[list[str]] = [[]]
+    length = 0
+    for name in names:
+        if groups[-1] and length + len(name) + 1 > FIELDS_PARAM_CHARS:
+            groups.append([])
+            length = 0
+        groups[-1].append(name)
+        length += len(name) + 1
+    return groups
+
+
+def long_names(names: t.Iterable[str]) -> list[str]:
+    return [name for name in names if len(name.encode("utf-8")) > POSTGRES_IDENTIFIER_BYTES]
+
+
+def log_search(
+    stream: str,
+    schema: dict[str, t.Any],
+    added: list[str],
+    search: FieldSearch,
+    builtin: t.Collection[str],
+    seconds: float,
+    logger: logging.Logger,
+) -> None:
+    properties = schema.get("properties", {})
+    if added:
+        logger.info(
+            "%s: discovered %d field(s) beyond the built-in schema: %s",
+            stream,
+            len(added),
+            ", ".join(f"{name} ({describe(properties[name])})" for name in added),
+        )
+    for name, request in search.found_by_lookup.items():
+        logger.info("%s: %s first seen in narrow look-up request %d", stream, name, request)
+    if unseen := search.unseen(builtin):
+        logger.info(
+            "%s: no value within the discovery budget for %s: declared string (a value of "
+            "another type loads as its JSON text)",
+            stream,
+            ", ".join(unseen),
+        )
+    if too_long := long_names(added):
+        logger.warning(
+            "%s: field name(s) longer than %d bytes: %s. PostgreSQL cuts identifiers there, so "
+            "two such names with a common prefix collide; rename them with stream_maps (README)",
+            stream,
+            POSTGRES_IDENTIFIER_BYTES,
+            ", ".join(too_long),
+        )
+    logger.info(
+        "%s: discovery made %d request(s) in %.1f s and read %d record(s) (%d narrow look-up(s))",
+        stream,
+        search.requests,
+        seconds,
+        search.records,
+        search.lookups,
+    )

@@ -1,0 +1,62 @@
+"""Fields that appear after discovery: add them to the stream, or name them once.
+
+A tenant adds custom fields whenever it likes, and Meltano caches catalogs. When the whole
+stream is selected (no property deselected, as `meltano select customers.*` gives), a field
+the catalog lacks is typed by rule 1 from the page where it first appears and kept from then
+on; the record path sends a new SCHEMA message before the first RECORD holding it. With a
+narrowed selection it is not emitted (Meltano's meaning of a narrowed selection), and the
+stream's one warning at the end names it.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from dataclasses import dataclass, field
+
+from tap_custobar.field_types import infer_type
+
+
+@dataclass
+class SchemaGrowth:
+    """Decides, page by page, which unknown fields join a stream's schema."""
+
+    known: set[str]
+    open_to_new: bool  # the whole stream is selected
+    unlisted: list[str] = field(default_factory=list)  # seen, not emitted (narrowed selection)
+    due: frozenset[str] = frozenset()  # added, not yet announced in a SCHEMA message
+
+    def new_fields(self, page: list[dict]) -> dict[str, dict[str, t.Any]]:
+        """The rule-1 schemas of the fields this page brings that the stream lacks (if they
+        may join it); every other unknown field is only remembered for the warning."""
+        unknown = set().union(*page) - self.known
+        if not unknown:
+            return {}
+        names = sorted(unknown)
+        self.known.update(names)
+        if not self.open_to_new:
+            self.unlisted.extend(names)
+            return {}
+        self.due |= unknown
+        return {name: infer_type(record.get(name) for record in page) for name in names}
+
+    def announce_before(self, records: list[dict]) -> int | None:
+        """Index of the first record holding a field not yet announced (then it counts as
+        announced), or None."""
+        if not self.due:
+            return None
+        due = self.due
+        for index, record in enumerate(records):
+            if not due.isdisjoint(record):
+                self.due = frozenset()
+                return index
+        return None
+
+    def warning(self, stream: str) -> str | None:
+        if not self.unlisted:
+            return None
+        return (
+            f"{stream}: field(s) {', '.join(self.unlisted)} are in the data but not in the "
+            "catalog, and the stream's selection is narrowed, so they were not emitted; select "
+            f"them (or `{stream}.*`) and refresh the catalog (meltano: --refresh-catalog) to "
+            "load them"
+        )
