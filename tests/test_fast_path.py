@@ -131,3 +131,24 @@ def test_partition_context_is_added_only_where_missing_as_the_sdk_does(monkeypat
     records = [json.loads(line)["record"] for line in b"".join(written).splitlines()]
     assert [r.get("type", "<absent>") for r in records] == ["BROWSE", "BROWSE", None]
     assert records == standard
+
+
+def test_new_fields_join_with_a_schema_message_on_both_paths(monkeypatch, sandbox) -> None:
+    config = sandbox_config(sandbox, page_size=40, event_types=["BROWSE", "MAIL_OPEN"])
+    catalog = run_tap_cli(config, args=["--discover"]).messages[0]
+    # Fields the catalog lacks, first on a later page and in mid-page (customers, BROWSE events),
+    # one of them an object and one a number in some records and text in others.
+    for position in (45, 46, 130):
+        customer = dict(sandbox.records("customers")[position])
+        sandbox.delete("customers", external_id=customer["external_id"])
+        sandbox.add("customers", {**customer, "acme__later": position, "acme__nested": {"a": 1}})
+    browse = [e for e in sandbox.records("events") if e["type"] == "BROWSE"]
+    sandbox.add("events", {**browse[50], "acme__later": "text", "acme__event_only": True})
+    sandbox.add("events", {**browse[60], "acme__later": 2})
+    fast, standard = both_paths(monkeypatch, config, catalog=catalog)
+    assert_same(fast, standard)
+    schemas = [m for m in fast if m["type"] == "SCHEMA"]
+    grown = {m["stream"] for m in schemas if "acme__later" in m["schema"]["properties"]}
+    assert grown == {"customers", "events"}
+    later = [m["record"] for m in fast if m["type"] == "RECORD" and "acme__later" in m["record"]]
+    assert len(later) == 5
