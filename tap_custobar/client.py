@@ -73,6 +73,7 @@ class CustobarStream(RESTStream[str | None]):
         self._skipped_positions: list[str] = []
         self._bad_datetimes: set[str] = set()
         self._field_misfits: dict[str, Misfit] = {}  # kept when the schema grows
+        self._keys_known_page: list[dict] | None = None  # see grow_schema
         self._expect_json = True
         self.bookmarks = BookmarkTracker()
         self._completed_version: int | None = None
@@ -376,8 +377,11 @@ class CustobarStream(RESTStream[str | None]):
         """Post-process a page in place: the records to emit, in order (the SDK's
         post_process, done a page at a time so that per-record work is one loop)."""
         known = self.known_fields
-        # One look at the page's keys, rather than one per record, when none is unknown.
-        if known is not None and known.issuperset(set().union(*page)):
+        # One look at the page's keys, rather than one per record, when none is unknown
+        # (grow_schema has had that look at a page from get_pages already).
+        if known is not None and (
+            page is self._keys_known_page or known.issuperset(set().union(*page))
+        ):
             known = None
         zone = self.zone
         datetime_fields = self.datetime_fields
@@ -461,6 +465,7 @@ class CustobarStream(RESTStream[str | None]):
         if growth is None or not page:
             return
         added = growth.new_fields(page)
+        self._keys_known_page = page if growth.page_fits else None
         if not added:
             return
         schema = self.effective_schema

@@ -30,6 +30,7 @@ DATETIME_PATTERN = re.compile(
     re.IGNORECASE,
 )
 NoneType = type(None)
+NO_TYPES: frozenset[type] = frozenset({NoneType})
 
 
 def nullable(kind: str) -> dict[str, t.Any]:
@@ -223,8 +224,10 @@ class FieldConformer:
             if plan.column_fits(values):
                 continue
             fit, note = plan.fit, self.note
+            # Values of a fitting type need no look unless they have insides or need parsing.
+            skip = NO_TYPES if plan.properties or plan.items or plan.normalize else plan.quick
             for record, value in zip(records, values, strict=True):
-                if value is not None:
+                if type(value) not in skip:
                     record[name] = fit(value, note)
 
     def note(self, plan: Plan) -> None:

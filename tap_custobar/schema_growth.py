@@ -24,11 +24,13 @@ class SchemaGrowth:
     open_to_new: bool  # the whole stream is selected
     unlisted: list[str] = field(default_factory=list)  # seen, not emitted (narrowed selection)
     due: frozenset[str] = frozenset()  # added, not yet announced in a SCHEMA message
+    page_fits: bool = True  # the last page holds no field outside the (grown) schema
 
     def new_fields(self, page: list[dict]) -> dict[str, dict[str, t.Any]]:
         """The rule-1 schemas of the fields this page brings that the stream lacks (if they
         may join it); every other unknown field is only remembered for the warning."""
         unknown = set().union(*page) - self.known
+        self.page_fits = not unknown or self.open_to_new
         if not unknown:
             return {}
         names = sorted(unknown)

@@ -13,10 +13,11 @@ import logging
 import typing as t
 
 import pytest
+import yaml
 
 from tap_custobar.field_types import FieldConformer, infer_type
 from tap_custobar.tap import TapCustobar
-from tests.harness import run_tap, sandbox_config, select_properties
+from tests.harness import ROOT, run_tap, sandbox_config, select_properties
 from tests.leaks import TEST_TOKEN, check_no_token
 from tests.sandbox import Sandbox, generate_dataset
 
@@ -320,3 +321,33 @@ def test_a_narrowed_selection_drops_new_fields_with_one_warning(tricky, capsys, 
     warnings = messages_of(caplog, "are in the data but not in the catalog")
     assert len(warnings) == 1
     assert warnings[0].startswith("events: field(s) acme__new_a, acme__new_b are in the data")
+
+
+def readme_stream_maps() -> dict:
+    """The stream_maps of the README's long-names example, as a user would copy them."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in readme.split("```yaml")[1:] if "stream_maps:" in b).split("```")[0]
+    return yaml.safe_load(block)["extractors"][0]["config"]["stream_maps"]
+
+
+def test_the_readme_rename_of_long_names_loads_typed_values(tricky, capsys, caplog) -> None:
+    maps = readme_stream_maps()
+    long_text, long_number = sorted((k for k, v in maps["customers"].items() if v == "__NULL__"))[::-1]
+    assert all(len(name.encode()) > 63 for name in (long_text, long_number))
+    for position in (2, 25, 41):  # sparse: most customers have neither field
+        customer = dict(tricky.records("customers")[position])
+        tricky.delete("customers", external_id=customer["external_id"])
+        tricky.add("customers", {**customer, long_text: f"segment {position}", long_number: position * 100})
+    config = sandbox_config(tricky, page_size=PAGE, event_types=["BROWSE"])
+    catalog = select_properties(discover(config, capsys), "customers", None)
+    run = run_tap({**config, "stream_maps": maps}, catalog=catalog)
+    declared = run.schemas["customers"]["schema"]["properties"]
+    assert declared["acme__newsletter_segment"]["type"] == ["string", "null"]
+    assert "number" in declared["acme__lifetime_value"]["type"]
+    assert long_text not in declared and long_number not in declared
+    with_values = [r for r in run.records["customers"] if r.get("acme__lifetime_value") is not None]
+    assert sorted(r["acme__lifetime_value"] for r in with_values) == [200, 2500, 4100]
+    assert sorted(r["acme__newsletter_segment"] for r in with_values) == [
+        "segment 2", "segment 25", "segment 41"
+    ]
+    assert all(long_text not in r and long_number not in r for r in run.records["customers"])
