@@ -332,12 +332,16 @@ def readme_stream_maps() -> dict:
 
 def test_the_readme_rename_of_long_names_loads_typed_values(tricky, capsys, caplog) -> None:
     maps = readme_stream_maps()
-    long_text, long_number = sorted((k for k, v in maps["customers"].items() if v == "__NULL__"))[::-1]
+    long_text, long_number = sorted((k for k, v in maps["customers"].items() if v == "__NULL__"))[
+        ::-1
+    ]
     assert all(len(name.encode()) > 63 for name in (long_text, long_number))
     for position in (2, 25, 41):  # sparse: most customers have neither field
         customer = dict(tricky.records("customers")[position])
         tricky.delete("customers", external_id=customer["external_id"])
-        tricky.add("customers", {**customer, long_text: f"segment {position}", long_number: position * 100})
+        tricky.add(
+            "customers", {**customer, long_text: f"segment {position}", long_number: position * 100}
+        )
     config = sandbox_config(tricky, page_size=PAGE, event_types=["BROWSE"])
     catalog = select_properties(discover(config, capsys), "customers", None)
     run = run_tap({**config, "stream_maps": maps}, catalog=catalog)
@@ -348,6 +352,21 @@ def test_the_readme_rename_of_long_names_loads_typed_values(tricky, capsys, capl
     with_values = [r for r in run.records["customers"] if r.get("acme__lifetime_value") is not None]
     assert sorted(r["acme__lifetime_value"] for r in with_values) == [200, 2500, 4100]
     assert sorted(r["acme__newsletter_segment"] for r in with_values) == [
-        "segment 2", "segment 25", "segment 41"
+        "segment 2",
+        "segment 25",
+        "segment 41",
     ]
     assert all(long_text not in r and long_number not in r for r in run.records["customers"])
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(-1, "discovery_max_records: -1 is out of range"), (2.5, "2.5 is not of type 'integer'")],
+)
+def test_discovery_max_records_is_checked(value: object, expected: str) -> None:
+    from singer_sdk.exceptions import ConfigValidationError
+
+    config = {"api_token": TEST_TOKEN, "base_url": "http://127.0.0.1:9"}
+    with pytest.raises(ConfigValidationError) as info:
+        TapCustobar(config={**config, "discovery_max_records": value}, validate_config=True)
+    assert expected in " ".join(info.value.errors) and "discovery_max_records" in str(info.value)
