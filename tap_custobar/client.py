@@ -456,7 +456,14 @@ class CustobarStream(RESTStream[str | None]):
         """None when the schema already allows any field."""
         if self.known_fields is None:
             return None
-        return SchemaGrowth(set(self.known_fields), open_to_new=all(self.mask.values()))
+        closed_because = (
+            "discover_custom_fields is off"
+            if not self.config.get("discover_custom_fields", True)
+            else None
+            if all(self.mask.values())
+            else "the stream's selection is narrowed"
+        )
+        return SchemaGrowth(set(self.known_fields), closed_because)
 
     def grow_schema(self, page: list[dict]) -> None:
         """Add the fields this page brings that the schema lacks (when the whole stream is

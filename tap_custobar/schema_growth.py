@@ -4,8 +4,8 @@ A tenant adds custom fields whenever it likes, and Meltano caches catalogs. When
 stream is selected (no property deselected, as `meltano select customers.*` gives), a field
 the catalog lacks is typed by rule 1 from the page where it first appears and kept from then
 on; the record path sends a new SCHEMA message before the first RECORD holding it. With a
-narrowed selection it is not emitted (Meltano's meaning of a narrowed selection), and the
-stream's one warning at the end names it.
+narrowed selection (or with discover_custom_fields off) it is not emitted (Meltano's meaning
+of a narrowed selection), and the stream's one warning at the end names it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class SchemaGrowth:
     """Decides, page by page, which unknown fields join a stream's schema."""
 
     known: set[str]
-    open_to_new: bool  # the whole stream is selected
+    closed_because: str | None  # why new fields may not join, e.g. a narrowed selection
     unlisted: list[str] = field(default_factory=list)  # seen, not emitted (narrowed selection)
     due: frozenset[str] = frozenset()  # added, not yet announced in a SCHEMA message
     page_fits: bool = True  # the last page holds no field outside the (grown) schema
@@ -30,12 +30,12 @@ class SchemaGrowth:
         """The rule-1 schemas of the fields this page brings that the stream lacks (if they
         may join it); every other unknown field is only remembered for the warning."""
         unknown = set().union(*page) - self.known
-        self.page_fits = not unknown or self.open_to_new
+        self.page_fits = not unknown or self.closed_because is None
         if not unknown:
             return {}
         names = sorted(unknown)
         self.known.update(names)
-        if not self.open_to_new:
+        if self.closed_because is not None:
             self.unlisted.extend(names)
             return {}
         self.due |= unknown
@@ -58,7 +58,6 @@ class SchemaGrowth:
             return None
         return (
             f"{stream}: field(s) {', '.join(self.unlisted)} are in the data but not in the "
-            "catalog, and the stream's selection is narrowed, so they were not emitted; select "
-            f"them (or `{stream}.*`) and refresh the catalog (meltano: --refresh-catalog) to "
-            "load them"
+            f"catalog, and {self.closed_because}, so they were not emitted; to load them, "
+            f"select them (or `{stream}.*`) and refresh the catalog (meltano: --refresh-catalog)"
         )

@@ -22,6 +22,7 @@ from psycopg.rows import dict_row
 
 from tests.e2e.expected import PRIMARY_KEYS, expected_records, key_of, same_value
 from tests.e2e.pipeline import postgres_env, tap_env
+from tests.expected import by_rule_2
 from tests.sandbox import TEST_TOKEN, Sandbox, generate_dataset
 
 if t.TYPE_CHECKING:
@@ -76,37 +77,6 @@ def dump_catalog(meltano: Meltano, env: dict[str, str], folder: Path) -> tuple[d
     path = folder / "catalog.json"
     path.write_text(json.dumps(catalog), encoding="utf-8")
     return catalog, path
-
-
-# --- rule 2, independently of the tap -----------------------------------------------------------
-
-
-def by_rule_2(value: t.Any, schema: dict) -> t.Any:
-    """What a value of the sandbox must load as, given the catalog's declared schema."""
-    kinds = [k for k in schema.get("type", []) if k != "null"]
-    if value is None or not kinds:
-        return value
-    kind = kinds[0]
-    if kind == "string":
-        if isinstance(value, str):
-            return value
-        if schema.get("format") == "date-time":
-            return None
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    if kind == "number":
-        return value if isinstance(value, int | float) and not isinstance(value, bool) else None
-    if kind == "boolean":
-        return value if isinstance(value, bool) else None
-    if kind == "object":
-        if not isinstance(value, dict):
-            return None
-        inner = schema.get("properties", {})
-        return {k: by_rule_2(v, inner[k]) if k in inner else v for k, v in value.items()}
-    if kind == "array":
-        if not isinstance(value, list):
-            return None
-        return [by_rule_2(item, schema.get("items", {})) for item in value]
-    return value
 
 
 def loaded_equal(expected: t.Any, actual: t.Any) -> bool:

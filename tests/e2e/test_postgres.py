@@ -271,10 +271,11 @@ def test_select_rules_load_only_the_selected_columns(
         assert row["email"] == source[key].get("email")
         assert row["acme__points"] == source[key].get("acme__points")
     # The request named exactly the selected fields (plus the key), so Custobar sent less.
+    # (Discovery's narrow look-ups name only fields its sample page lacked, never the key.)
     fields = {
         r["params"]["fields"][0]
         for r in sandbox.requests
-        if r["stream"] == "customers" and "fields" in r["params"]
+        if r["stream"] == "customers" and "external_id" in r["params"].get("fields", [""])[0]
     }
     assert {frozenset(f.split(",")) for f in fields} == {
         frozenset({"external_id", "email", "acme__points"})
