@@ -34,10 +34,10 @@ class SchemaGrowth:
         if not unknown:
             return {}
         names = sorted(unknown)
-        self.known.update(names)
-        if self.closed_because is not None:
-            self.unlisted.extend(names)
+        if self.closed_because is not None:  # they stay unknown: the record path drops them
+            self.unlisted.extend(name for name in names if name not in self.unlisted)
             return {}
+        self.known.update(names)
         self.due |= unknown
         return {name: infer_type(record.get(name) for record in page) for name in names}
 
@@ -54,10 +54,15 @@ class SchemaGrowth:
         return None
 
     def warning(self, stream: str) -> str | None:
-        if not self.unlisted:
+        if not self.unlisted or self.closed_because is None:
             return None
         return (
             f"{stream}: field(s) {', '.join(self.unlisted)} are in the data but not in the "
             f"catalog, and {self.closed_because}, so they were not emitted; to load them, "
-            f"select them (or `{stream}.*`) and refresh the catalog (meltano: --refresh-catalog)"
+            + (
+                "turn discover_custom_fields on"
+                if self.closed_because.startswith("discover_custom_fields")
+                else f"select them (or `{stream}.*`) and refresh the catalog (meltano: "
+                "--refresh-catalog)"
+            )
         )
