@@ -114,6 +114,22 @@ _FITTING_TYPES: dict[str, frozenset[type]] = {
     "array": frozenset({list}),
 }
 _JSON_TEXT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_CONTAINER_TYPES = frozenset({dict, list, NoneType})
+_INF = float("inf")
+
+
+def _of_type(kind: type, values: list[t.Any]) -> list[t.Any]:
+    return [value for value in values if type(value) is kind]
+
+
+def json_text(value: t.Any) -> str:
+    """A value's JSON text (json.dumps, compact, non-ASCII kept); numbers without the detour."""
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is float and value == value and value not in (_INF, -_INF):
+        return repr(value)  # what json.dumps writes for a finite float
+    return _JSON_TEXT(value)
 
 
 @dataclass
@@ -157,20 +173,27 @@ class Plan:
         if "array" in kinds and isinstance(schema.get("items"), dict):
             self.items = Plan(schema["items"], f"{path}[]", top=False, zone=zone)
 
-    def column_fits(self, values: list[t.Any]) -> bool:
-        """Whether every value of a column already fits (C-level type checks, no per-value code)."""
+    def column_fits(self, values: Iterable[t.Any]) -> bool:
+        """Whether every value of a column already fits (C-level passes, no per-value code)."""
         if self.checks_nothing:
             return True
-        if self.normalize or not self.quick.issuperset(map(type, values)):
+        if self.normalize:
             return False
+        if not self.properties and self.items is None:
+            return self.quick.issuperset(map(type, values))
+        values = list(values)
+        if not self.quick.issuperset(map(type, values)):
+            return False
+        # Only containers and nulls here (else a one-by-one filter): drop the nulls in C.
+        plain = self.quick <= _CONTAINER_TYPES
         if self.properties:
-            objects = [value for value in values if type(value) is dict]
+            objects = list(filter(None, values) if plain else _of_type(dict, values))
             for name, plan in self.properties:
-                if not plan.column_fits(list(map(dict.get, objects, repeat(name)))):
+                if not plan.column_fits(map(dict.get, objects, repeat(name))):
                     return False
         if self.items is not None:
-            lists = [value for value in values if type(value) is list]
-            if not self.items.column_fits(list(chain.from_iterable(lists))):
+            lists = filter(None, values) if plain else _of_type(list, values)
+            if not self.items.column_fits(chain.from_iterable(lists)):
                 return False
         return True
 
@@ -181,7 +204,7 @@ class Plan:
         kind = type(value)
         if kind not in self.fitting:
             if self.as_text and not self.date_time:
-                return value if kind is str else _JSON_TEXT(value)
+                return value if kind is str else json_text(value)
             misfit(self)
             return None
         if kind is str and self.normalize:
