@@ -151,9 +151,10 @@ def test_pacing_spaces_request_starts(sandbox) -> None:
     starts = sorted(r["t_start"] for r in sandbox.requests)
     assert len(starts) >= 6
     gaps = [b - a for a, b in itertools.pairwise(starts)]
-    # The sandbox stamps a request after reading its headers: allow it some jitter.
+    # The sandbox stamps a request after reading its headers: allow it some jitter, on each
+    # gap and on the two ends of the whole span.
     assert min(gaps) >= 0.12
-    assert sum(gaps) / len(gaps) >= 0.15
+    assert sum(gaps) >= 0.15 * len(gaps) - 0.03
 
 
 def test_state_is_written_after_every_page(sandbox) -> None:
