@@ -23,11 +23,16 @@ _STANDARD_SANDBOX = Sandbox(
 ).start()
 atexit.register(_STANDARD_SANDBOX.stop)
 
+_STANDARD_CONFIG = sandbox_config(_STANDARD_SANDBOX, page_size=40)
 TestTapCustobarStandard = get_tap_test_class(
     tap_class=TapCustobar,
-    config=sandbox_config(_STANDARD_SANDBOX, page_size=40),
+    config=_STANDARD_CONFIG,
     suite_config=SuiteConfig(max_records_limit=150),
     parse_env_config=False,
+    # A discovered catalog, as Meltano gives the tap. Without one the custom fields join the
+    # stream as they appear (with a new SCHEMA message), which the SDK's record-vs-catalog
+    # test compares against the catalog the sync began with.
+    catalog=run_tap_cli(_STANDARD_CONFIG, args=["--discover"]).messages[0],
 )
 
 STREAMS = ("customers", "products", "sales", "events")
@@ -127,6 +132,7 @@ def test_events_never_narrow_the_request_and_drop_deselected_properties(sandbox)
     config = sandbox_config(sandbox, event_types=["BROWSE"])
     catalog = run_tap_cli(config, args=["--discover"]).messages[0]
     select_properties(catalog, "events", ["event_id", "type", "date"])
+    sandbox.clear_requests()  # discovery's look-ups narrow; the sync's requests must not
     run = run_tap(config, catalog=catalog)
     assert all("fields" not in r["params"] for r in sandbox.requests)
     schema = run.schemas["events"]["schema"]
@@ -145,9 +151,10 @@ def test_pacing_spaces_request_starts(sandbox) -> None:
     starts = sorted(r["t_start"] for r in sandbox.requests)
     assert len(starts) >= 6
     gaps = [b - a for a, b in itertools.pairwise(starts)]
-    # The sandbox stamps a request after reading its headers: allow it some jitter.
+    # The sandbox stamps a request after reading its headers: allow it some jitter, on each
+    # gap and on the two ends of the whole span.
     assert min(gaps) >= 0.12
-    assert sum(gaps) / len(gaps) >= 0.15
+    assert sum(gaps) >= 0.15 * len(gaps) - 0.03
 
 
 def test_state_is_written_after_every_page(sandbox) -> None:
