@@ -48,8 +48,8 @@ class CustobarStream(PageWriterStream):
 
     def __init__(self, tap: TapCustobar, *, schema: dict | None = None, **kwargs: t.Any) -> None:
         # A discovered schema passed in wins over the built-in one (schemas/<name>.json).
-        builtin = SCHEMAS_DIR.get_schema(self.name, key_properties=self.primary_keys)
-        super().__init__(tap, schema=builtin if schema is None else schema, **kwargs)
+        self.builtin_schema = SCHEMAS_DIR.get_schema(self.name, key_properties=self.primary_keys)
+        super().__init__(tap, schema=self.builtin_schema if schema is None else schema, **kwargs)
         self.logger.addFilter(DRY_RUN_STOP_FILTER)  # --test's stops are not errors
         self.custobar_tap = tap
         self._seen_next_urls: set[str] = set()
@@ -105,9 +105,7 @@ class CustobarStream(PageWriterStream):
         selected = [p for p in properties if self.mask.get(("properties", p), True)]
         if len(selected) == len(properties):
             return None
-        keys = set(self.primary_keys or ()) | (
-            {self.replication_key} if self.replication_key else set()
-        )
+        keys = {*(self.primary_keys or ()), self.replication_key}
         return [p for p in properties if p in keys or p in selected]
 
     def prepare(
@@ -156,8 +154,7 @@ class CustobarStream(PageWriterStream):
         return Page(payload[key], next_url_of(response, payload), exponent_floats)
 
     def decode_body(self, body: bytes) -> tuple[t.Any, bool]:
-        """The decoded JSON, and whether it may hold an exponent-form float."""
-        return msgspec.json.decode(body), True
+        return msgspec.json.decode(body), True  # True: it may hold an exponent-form float
 
     # --- retries ----------------------------------------------------------------------
 
@@ -209,7 +206,8 @@ class CustobarStream(PageWriterStream):
 
     @cached_property
     def records(self) -> RecordProcessor:
-        return RecordProcessor.for_stream(self, self.settings.api_timezone)
+        zone, builtin = self.settings.api_timezone, self.builtin_schema
+        return RecordProcessor.for_stream(self, zone, builtin, on_new_fields=self.add_properties)
 
     def partition_pages(self, context: Context | None) -> Iterator[list[Record]]:
         """The records of this stream or partition, page by page; completes its bookmark."""
@@ -261,8 +259,7 @@ class CustobarStream(PageWriterStream):
 
     def sync_finished(self) -> None:
         if "records" in vars(self):  # built with the first page
-            self.records.report_dropped_fields()
-            self.records.report_skipped()
+            self.records.report()
 
     # --- bookmarks --------------------------------------------------------------------
 
@@ -287,14 +284,16 @@ class CustobarStream(PageWriterStream):
     def fetch_csv_header(self, params: dict) -> list[str]:
         """The field names of a one-row CSV response (same pacing, retries, error mapping)."""
         prepared = self.prepare({**params, "format": "csv", "limit": 1}, safe_query_chars="")
-        send = self.request_decorator(self.send_request)
-        response = self.send_with_retries(send, prepared, None)
+        response = self.send_with_retries(self.request_decorator(self.send_request), prepared, None)
         # UTF-8 whatever the Content-Type says (requests would guess Latin-1 for text/*).
         return csv_header(response.content.decode("utf-8-sig", errors="replace"))
 
-    def fetch_records(self, params: dict) -> list[dict]:
-        """The records of one JSON page (same pacing, retries, error mapping)."""
+    def fetch_pages(self, params: dict) -> Iterator[list[dict]]:
+        """One query's JSON pages, while asked for (a sync's pacing, retries, checks)."""
         send = self.request_decorator(self.read_page)
-        prepared = self.prepare(params, safe_query_chars="")
-        page: Page = self.send_with_retries(send, prepared, None)
-        return page.records
+        paginator = NextUrlPaginator(self.settings.origin, set(), self.name)
+        while not paginator.finished:
+            prepared = self.prepare(params, paginator.current_value, safe_query_chars="")
+            page: Page = self.send_with_retries(send, prepared, None)
+            paginator.advance(page)
+            yield page.records

@@ -1,68 +1,163 @@
-"""Custom-field discovery: which fields a tenant's data has, and their JSON types.
+"""Custom-field discovery: which fields a tenant's data has, and real values to type each by.
 
-A CSV response without `fields` has a column for every potential property (API doc), so
-`format=csv&limit=1` lists the names cheaply; a JSON sample gives the types.
+Per stream (per event type for events): a CSV response without `fields` has a column for every
+potential property (API doc), so `format=csv&limit=1` lists every field name; one full JSON
+page is the sample. Fields that the header lists and the sample lacks are then looked up with
+narrow requests (`fields=<those names>`, paging on) until each has a value or
+`discovery_max_records` records (the sample's included) have been read. The values' types
+follow field_types.py's rule 1 (one JSON type per field).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import re
+import time
 import typing as t
+from dataclasses import dataclass, field
 
 from singer_sdk.exceptions import FatalAPIError
 
+from tap_custobar.field_types import describe, infer_properties, nullable
 from tap_custobar.http import RetriesExhaustedError, UnreachableHostError
 
 if t.TYPE_CHECKING:
     import logging
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
+
+POSTGRES_IDENTIFIER_BYTES = 63
+# `fields=` values longer than this are split over several look-ups (URL length limits).
+FIELDS_PARAM_CHARS = 1500
 
 
 class Sampled(t.Protocol):
-    """What discovery asks of a stream: its queries, and one CSV header / JSON page each."""
+    """What discovery asks of a stream: its built-in schema, its queries, and for each one
+    CSV header and JSON pages."""
 
     name: str
 
     @property
-    def logger(self) -> logging.Logger: ...
+    def schema(self) -> dict: ...
 
     def discovery_contexts(self) -> list[dict | None]: ...
 
     def fetch_csv_header(self, params: dict) -> list[str]: ...
 
-    def fetch_records(self, params: dict) -> list[dict]: ...
+    def fetch_pages(self, params: dict) -> Iterator[list[dict]]: ...
 
 
-DATETIME_PATTERN = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$"
-)
-# A field no sampled record carries: any JSON value loads (target-postgres makes it jsonb).
-PERMISSIVE_SCHEMA: dict[str, t.Any] = {
-    "type": ["string", "number", "integer", "boolean", "object", "array", "null"]
-}
-_KIND_ORDER = ("string", "number", "integer", "boolean", "object", "array")
+@dataclass
+class FieldSearch:
+    """What discovery read for one stream, and what it found."""
+
+    names: list[str] = field(default_factory=list)  # from the CSV headers, in order
+    samples: list[dict] = field(default_factory=list)  # records with values to type from
+    requests: int = 0
+    records: int = 0
+    found_by_lookup: dict[str, int] = field(default_factory=dict)  # field -> look-up request no.
+    lookups: int = 0
+
+    def unseen(self, builtin: t.Collection[str]) -> list[str]:
+        """Header fields (not built-in) that no record read so far gave a value."""
+        seen = {
+            key for record in self.samples for key, value in record.items() if value is not None
+        }
+        return [
+            name for name in dict.fromkeys(self.names) if name not in builtin and name not in seen
+        ]
 
 
-def sample(stream: Sampled, sample_size: int) -> tuple[list[str], list[dict]]:
-    """Field names from a one-row CSV, and a JSON sample of records, per discovery context."""
-    names: list[str] = []
-    records: list[dict] = []
-    for context in stream.discovery_contexts():
-        base = dict(context or {})
-        try:
-            names.extend(stream.fetch_csv_header(base))
-        except (RetriesExhaustedError, UnreachableHostError):
-            raise  # the server cannot be reached: no point asking for the JSON sample too
-        except FatalAPIError as exc:
-            stream.logger.warning(
-                "%s: no CSV field list (%s); discovering from the JSON sample only",
-                stream.name,
-                exc,
-            )
-        records.extend(stream.fetch_records({**base, "limit": sample_size}))
-    return names, records
+def search_fields(
+    stream: Sampled, *, page_size: int, budget: int, logger: logging.Logger
+) -> tuple[dict[str, t.Any], FieldSearch]:
+    """The stream's schema with every discovered field typed (rule 1), and what it took."""
+    started = time.monotonic()
+    builtin = set(stream.schema.get("properties", {}))
+    search = FieldSearch()
+    read: dict[int, int] = {}  # records read per context
+    contexts = stream.discovery_contexts()
+    for number, context in enumerate(contexts):
+        read[number] = read_sample(stream, dict(context or {}), page_size, search, logger)
+    for number, context in enumerate(contexts):
+        missing = search.unseen(builtin)
+        if not missing:
+            break
+        read[number] += look_up(
+            stream, dict(context or {}), missing, page_size, budget - read[number], search
+        )
+    schema, added = extend_schema(stream.schema, search.names, search.samples)
+    seconds = time.monotonic() - started
+    log_search(stream.name, schema, added, search, builtin, seconds, logger)
+    return schema, search
+
+
+def read_sample(
+    stream: Sampled,
+    base: dict[str, t.Any],
+    page_size: int,
+    search: FieldSearch,
+    logger: logging.Logger,
+) -> int:
+    """The CSV header's names and one full JSON page; returns the records read."""
+    try:
+        search.requests += 1
+        search.names.extend(stream.fetch_csv_header(base))
+    except (RetriesExhaustedError, UnreachableHostError):
+        raise  # the server cannot be reached: no point asking for the JSON sample too
+    except FatalAPIError as exc:
+        logger.warning(
+            "%s: no CSV field list (%s); discovering from the JSON sample only", stream.name, exc
+        )
+    search.requests += 1
+    records = next(stream.fetch_pages({**base, "limit": page_size}))
+    search.samples.extend(records)
+    search.records += len(records)
+    return len(records)
+
+
+def look_up(
+    stream: Sampled,
+    base: dict[str, t.Any],
+    missing: list[str],
+    page_size: int,
+    budget: int,
+    search: FieldSearch,
+) -> int:
+    """Narrow pages (`fields=<missing>`) until each field has a value or the budget is spent."""
+    spent = 0
+    for group in name_groups(missing):
+        wanted = set(group)
+        if not wanted or spent >= budget:
+            break
+        params = {**base, "fields": ",".join(group), "limit": page_size}
+        for records in stream.fetch_pages(params):
+            search.requests += 1
+            search.lookups += 1
+            spent += len(records)
+            search.records += len(records)
+            holding = [r for r in records if any(r.get(name) is not None for name in wanted)]
+            search.samples.extend(holding)
+            for record in holding:
+                for name in list(wanted):
+                    if record.get(name) is not None:
+                        wanted.discard(name)
+                        search.found_by_lookup[name] = search.lookups
+            if not wanted or spent >= budget:
+                break
+    return spent
+
+
+def name_groups(names: list[str]) -> list[list[str]]:
+    """The names split so that each group's `fields=` value stays short."""
+    groups: list[list[str]] = [[]]
+    length = 0
+    for name in names:
+        if groups[-1] and length + len(name) + 1 > FIELDS_PARAM_CHARS:
+            groups.append([])
+            length = 0
+        groups[-1].append(name)
+        length += len(name) + 1
+    return groups
 
 
 def csv_header(text: str) -> list[str]:
@@ -71,80 +166,18 @@ def csv_header(text: str) -> list[str]:
     return [name.strip() for name in next(reader, []) if name.strip()]
 
 
-def infer_schema(values: Iterable[t.Any]) -> dict[str, t.Any]:
-    """A nullable JSON schema that accepts every sampled value (never empty)."""
-    kinds: set[str] = set()
-    items: list[t.Any] = []
-    objects: list[dict] = []
-    date_times = strings = 0
-    for value in values:
-        if value is None:
-            continue
-        kind = json_kind(value)
-        kinds.add(kind)
-        if kind == "array":
-            items.extend(value)
-        elif kind == "object":
-            objects.append(value)
-        elif kind == "string":
-            strings += 1
-            date_times += bool(DATETIME_PATTERN.match(value))
-    if not kinds:
-        return dict(PERMISSIVE_SCHEMA)
-    if {"integer", "number"} <= kinds:
-        kinds.discard("integer")
-    schema: dict[str, t.Any] = {"type": [k for k in _KIND_ORDER if k in kinds] + ["null"]}
-    if kinds == {"string"} and date_times == strings:
-        schema["format"] = "date-time"
-    if "array" in kinds:
-        schema["items"] = _non_null(infer_schema(items)) if items else {}
-    if "object" in kinds:
-        schema["properties"] = infer_properties(objects)
-        schema["additionalProperties"] = True
-    return schema
-
-
-def infer_properties(records: Iterable[dict]) -> dict[str, dict[str, t.Any]]:
-    """Property schemas for a list of objects, in first-seen order."""
-    values: dict[str, list[t.Any]] = {}
-    for record in records:
-        for key, value in record.items():
-            values.setdefault(key, []).append(value)
-    return {key: infer_schema(found) for key, found in values.items()}
-
-
-def json_kind(value: t.Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "string"
-
-
-def _non_null(schema: dict[str, t.Any]) -> dict[str, t.Any]:
-    types = [kind for kind in schema.get("type", []) if kind != "null"]
-    return {**schema, "type": types} if types else schema
-
-
 def extend_schema(
     schema: dict[str, t.Any], names: Iterable[str], samples: list[dict]
 ) -> tuple[dict[str, t.Any], list[str]]:
-    """The built-in schema plus every discovered field it lacks (built-ins keep their types)."""
+    """The built-in schema plus every discovered field it lacks (built-ins keep their types);
+    a field no sample gave a value is `string` (any value loads as its JSON text)."""
     properties = dict(schema.get("properties", {}))
     added: list[str] = []
     sampled = infer_properties(samples)
     for name in [*names, *sampled]:
         if name in properties:
             continue
-        properties[name] = sampled.get(name, dict(PERMISSIVE_SCHEMA))
+        properties[name] = sampled.get(name, nullable("string"))
         added.append(name)
     return {**schema, "properties": properties}, added
 
@@ -160,4 +193,52 @@ def discovery_failure(exc: BaseException) -> str:
         f"discovery could not read the tenant's fields, so no catalog was written: {reason} "
         "(to write the built-in catalog without asking the tenant, set "
         "discover_custom_fields to false)"
+    )
+
+
+def long_names(names: t.Iterable[str]) -> list[str]:
+    return [name for name in names if len(name.encode("utf-8")) > POSTGRES_IDENTIFIER_BYTES]
+
+
+def log_search(
+    stream: str,
+    schema: dict[str, t.Any],
+    added: list[str],
+    search: FieldSearch,
+    builtin: t.Collection[str],
+    seconds: float,
+    logger: logging.Logger,
+) -> None:
+    properties = schema.get("properties", {})
+    if added:
+        logger.info(
+            "%s: discovered %d field(s) beyond the built-in schema: %s",
+            stream,
+            len(added),
+            ", ".join(f"{name} ({describe(properties[name])})" for name in added),
+        )
+    for name, request in search.found_by_lookup.items():
+        logger.info("%s: %s first seen in narrow look-up request %d", stream, name, request)
+    if unseen := search.unseen(builtin):
+        logger.info(
+            "%s: no value within the discovery budget for %s: declared string (a value of "
+            "another type loads as its JSON text)",
+            stream,
+            ", ".join(unseen),
+        )
+    if too_long := long_names(added):
+        logger.warning(
+            "%s: field name(s) longer than %d bytes: %s. PostgreSQL cuts identifiers there, so "
+            "two such names with a common prefix collide; rename them with stream_maps (README)",
+            stream,
+            POSTGRES_IDENTIFIER_BYTES,
+            ", ".join(too_long),
+        )
+    logger.info(
+        "%s: discovery made %d request(s) in %.1f s and read %d record(s) (%d narrow look-up(s))",
+        stream,
+        search.requests,
+        seconds,
+        search.records,
+        search.lookups,
     )

@@ -23,7 +23,12 @@ SDK attribute the tap uses, each for one reason:
 - `_get_state_partition_context`, `_write_starting_replication_value`, `_finalize_state`: the
   state bookkeeping of the SDK's record loop, which `_sync_pages` repeats page by page.
 - `_stream_version`: the table version each RECORD line carries.
-- `_tap`: the tap's message writer, which the page's lines go through.
+- `_tap`: the tap's message writer, which the page's lines go through; its `mapper`, which
+  must learn a grown schema (`add_properties`) for SCHEMA messages and the standard path.
+- `_schema`, `_input_schema`, `_stream_maps`: a stream's schema grown during a sync (fields
+  that appear after discovery), where the SDK reads it; no public setter exists.
+- `_write_schema_message`: the grown schema's SCHEMA message, right before the first record
+  holding a new field (on both paths).
 - `_request`: the SDK's one request (authenticator, session, duration metric,
   validate_response), for the stream's request loop, which yields pages, not records.
 - `_LOG_REQUEST_METRIC_URLS`: kept off: URLs carry filter values (customer data).
@@ -130,6 +135,7 @@ class PageWriterStream(RESTStream[t.Any]):
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
         self.completed_version: int | None = None
+        self.unannounced: frozenset[str] = frozenset()  # new properties, no SCHEMA sent yet
 
     # --- what the stream provides -----------------------------------------------------
 
@@ -161,10 +167,44 @@ class PageWriterStream(RESTStream[t.Any]):
         """A STATE message, if the state changed since the last one."""
         self._write_state_message()
 
+    # --- a schema that grows during a sync --------------------------------------------
+
+    def add_properties(self, added: dict[str, dict]) -> None:
+        """Add properties to the stream's schema; its SCHEMA message goes out right before
+        the first record holding one of them (`announce_split`)."""
+        schema = self.effective_schema
+        schema = {**schema, "properties": {**schema.get("properties", {}), **added}}
+        self._schema = schema
+        if self._input_schema is not None:
+            self._input_schema = schema
+        self._tap.mapper.register_raw_stream_schema(self.name, schema, self.primary_keys)
+        self._stream_maps = self._tap.mapper.stream_maps[self.name]
+        self.__dict__.pop("conform_plan", None)
+        self.unannounced |= added.keys()
+
+    def announce_split(self, records: list[Record]) -> int | None:
+        """Where a page's records need the grown schema's SCHEMA message first: the index of
+        the first one holding an unannounced property, or None."""
+        if self.unannounced:
+            unannounced = self.unannounced
+            for index, record in enumerate(records):
+                if not unannounced.isdisjoint(record):
+                    return index
+        return None
+
+    def announce_schema(self) -> None:
+        self.unannounced = frozenset()
+        self._write_schema_message()
+
     # --- the SDK's standard path, page by page ----------------------------------------
 
     def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
         for page in self.partition_pages(context):
+            # The SDK writes each record before asking for the next.
+            if (split := self.announce_split(page)) is not None:
+                yield from page[:split]
+                self.announce_schema()
+                page = page[split:]
             yield from page
             del page  # one page at a time
 
@@ -264,9 +304,14 @@ class PageWriterStream(RESTStream[t.Any]):
         conform_page(self.conform_plan, records)
         if not records:
             return 0
-        self._tap.message_writer.write_lines(  # type: ignore[attr-defined]
-            record_lines(self.name, records, self._stream_version, extracted)
-        )
+        write = self._tap.message_writer.write_lines  # type: ignore[attr-defined]
+        if (split := self.announce_split(records)) is not None:
+            if split:
+                write(record_lines(self.name, records[:split], self._stream_version, extracted))
+            self.announce_schema()
+            write(record_lines(self.name, records[split:], self._stream_version, extracted))
+        else:
+            write(record_lines(self.name, records, self._stream_version, extracted))
         self.state_manager.is_flushed = False
         if bookmark_field := self.replication_key:
             values: list[t.Any] = list(map(dict.get, records, repeat(bookmark_field)))

@@ -87,6 +87,7 @@ TAP_DRIVEN_FILTERS: dict[str, dict[str, str]] = {
 }
 
 MAX_PAGE_SIZE = 10000
+DEFAULT_DISCOVERY_MAX_RECORDS = 100_000
 DEFAULT_USER_AGENT = f"tap-custobar/{__version__}"
 
 CONFIG_SCHEMA = th.PropertiesList(
@@ -196,6 +197,16 @@ CONFIG_SCHEMA = th.PropertiesList(
         title="Discover custom fields",
         description="Discovery asks the tenant which fields its data has and adds the ones "
         "the built-in schema lacks, with inferred types.",
+    ),
+    th.Property(
+        "discovery_max_records",
+        th.IntegerType(minimum=0),
+        default=DEFAULT_DISCOVERY_MAX_RECORDS,
+        title="Discovery max records",
+        description="Discovery reads one page of records per stream (per event type for "
+        "events) to type the custom fields, then looks up fields that page lacked with "
+        "narrow `fields=` requests until each has a value or this many records (that first "
+        "page included) have been read. Fields still unseen are typed string.",
     ),
     th.Property(
         "api_timezone",

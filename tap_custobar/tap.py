@@ -16,17 +16,14 @@ from singer_sdk.tap_base import CliTestOptionValue
 
 from tap_custobar import page_writer
 from tap_custobar.connection_test import passed_message
-from tap_custobar.discovery import (
-    TenantUnreadableError,
-    discovery_failure,
-    extend_schema,
-    sample,
-)
+from tap_custobar.discovery import TenantUnreadableError, discovery_failure, search_fields
 from tap_custobar.http import CustobarSession
 from tap_custobar.interrupts import OUTPUT_GUARD, Interrupted, interrupted_message
 from tap_custobar.settings import (
     CONFIG_SCHEMA,
+    DEFAULT_DISCOVERY_MAX_RECORDS,
     DEFAULT_USER_AGENT,
+    MAX_PAGE_SIZE,
     Settings,
     as_text_schema,
     check_settings,
@@ -46,7 +43,6 @@ if t.TYPE_CHECKING:
     from tap_custobar.client import CustobarStream
 
 STREAM_TYPES = (CustomersStream, EventsStream, ProductsStream, SalesStream)
-DISCOVERY_SAMPLE_SIZE = 500
 
 
 class TapCustobar(Tap):
@@ -185,15 +181,12 @@ class TapCustobar(Tap):
         return discovered
 
     def with_custom_fields(self, stream: CustobarStream) -> CustobarStream:
-        names, samples = sample(stream, DISCOVERY_SAMPLE_SIZE)
-        schema, added = extend_schema(stream.schema, names, samples)
-        if added:
-            self.logger.info(
-                "%s: discovered %d field(s) beyond the built-in schema: %s",
-                stream.name,
-                len(added),
-                ", ".join(added),
-            )
+        schema, _ = search_fields(
+            stream,
+            page_size=int(self.config.get("page_size", MAX_PAGE_SIZE)),
+            budget=int(self.config.get("discovery_max_records", DEFAULT_DISCOVERY_MAX_RECORDS)),
+            logger=self.logger,
+        )
         return type(stream)(tap=self, schema=schema)
 
 

@@ -2,7 +2,8 @@
 
 Run over the whole sandbox data set (every stream): built-in and discovered (custom-field)
 catalogs, booleans given as 0/1, nested objects and arrays, field selection, nested
-deselection and stream maps (where the page path must step aside) and an incremental state.
+deselection and stream maps (where the page path must step aside), an incremental state, and
+fields that appear after discovery (a new SCHEMA message before the first record holding one).
 """
 
 from __future__ import annotations
@@ -263,3 +264,24 @@ def test_the_gc_pause_ends_with_each_page_and_with_a_failed_stream(monkeypatch, 
     with pytest.raises(RuntimeError):
         run_tap(config)
     assert gc.isenabled()
+
+
+def test_new_fields_join_with_a_schema_message_on_both_paths(monkeypatch, sandbox) -> None:
+    config = sandbox_config(sandbox, page_size=40, event_types=["BROWSE", "MAIL_OPEN"])
+    catalog = run_tap_cli(config, args=["--discover"]).messages[0]
+    # Fields the catalog lacks, first on a later page and in mid-page (customers, BROWSE events),
+    # one of them an object and one a number in some records and text in others.
+    for position in (45, 46, 130):
+        customer = dict(sandbox.records("customers")[position])
+        sandbox.delete("customers", external_id=customer["external_id"])
+        sandbox.add("customers", {**customer, "acme__later": position, "acme__nested": {"a": 1}})
+    browse = [e for e in sandbox.records("events") if e["type"] == "BROWSE"]
+    sandbox.add("events", {**browse[50], "acme__later": "text", "acme__event_only": True})
+    sandbox.add("events", {**browse[60], "acme__later": 2})
+    fast, standard = both_paths(monkeypatch, config, catalog=catalog)
+    assert_same(fast, standard)
+    schemas = [m for m in fast if m["type"] == "SCHEMA"]
+    grown = {m["stream"] for m in schemas if "acme__later" in m["schema"]["properties"]}
+    assert grown == {"customers", "events"}
+    later = [m["record"] for m in fast if m["type"] == "RECORD" and "acme__later" in m["record"]]
+    assert len(later) == 5

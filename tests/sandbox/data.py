@@ -51,6 +51,15 @@ CUSTOM_FIELDS = {
     "mixed": "integer on some records, string on others",
 }
 RARE_FLAG_RECORDS = 3
+# The tricky-fields data set (generate_dataset(tricky_after=N)): customer custom fields that
+# trip type inference, placed relative to the first N records (one page of N records).
+TRICKY_FIELDS = {
+    "late_flag": "boolean, only on customers beyond the first N",
+    "code": "string on some customers, integer on others",
+    "amount": "number: whole on the first N customers, fractional beyond, one string 'unknown'",
+    "address": "object {street: string, floor: number, verified: boolean, since: date-time}",
+    "mixed_list": "array whose items are strings, integers and fractions",
+}
 # Beyond this many records (transactions for sales), records are copies of earlier ones with
 # their own identifiers (and dates, for sales and events): the fast path for large data sets.
 TEMPLATE_POOL = 2048
@@ -231,11 +240,13 @@ def generate_dataset(
     anchor: date | None = None,
     seed: int = 1,
     company: str = "acme",
+    tricky_after: int | None = None,
 ) -> Dataset:
     """Generate the data set; ``sales`` counts transactions (1-4 rows each).
 
     ``anchor`` defaults to today's UTC date: every date falls in the WINDOW_DAYS days up to and
-    including it.
+    including it. ``tricky_after`` adds TRICKY_FIELDS to the customers, relative to the first
+    ``tricky_after`` of them (a discovery sample of one page of that size).
     """
     if anchor is None:
         anchor = datetime.now(timezone.utc).date()
@@ -249,6 +260,8 @@ def generate_dataset(
     finally:
         if collector_was_enabled:
             gc.enable()
+    if tricky_after is not None:
+        add_tricky_fields(records["customers"], company, tricky_after)
     sizes = {
         "customers": customers,
         "products": products,
@@ -811,3 +824,31 @@ def _instant_key(text: str) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.timestamp()
+
+
+# --- tricky fields -------------------------------------------------------------------------------
+
+
+def add_tricky_fields(records: list[Record], company: str, first: int) -> None:
+    """Give ``records`` the TRICKY_FIELDS, placed relative to the first ``first`` records."""
+    name = {field: f"{company}__{field}" for field in TRICKY_FIELDS}
+    for position, record in enumerate(records):
+        beyond = position >= first
+        if beyond and position % 3 == 0:
+            record[name["late_flag"]] = position % 2 == 0
+        if position % 4 == 0:
+            record[name["code"]] = f"K-{position}"
+        elif position % 4 == 2:
+            record[name["code"]] = position
+        record[name["amount"]] = position * 100 + 0.25 if beyond else position * 100
+        if position % 3 == 1:
+            record[name["address"]] = {
+                "street": f"Katu {position}",
+                "floor": position % 7,
+                "verified": position % 2 == 1,
+                "since": f"2025-0{1 + position % 9}-1{position % 10}T08:30:00+02:00",
+            }
+        if position % 4 == 3:
+            record[name["mixed_list"]] = ["one", position, 2.5]
+    if len(records) > first + 1:
+        records[first + 1][name["amount"]] = "unknown"  # a value discovery never saw
