@@ -13,7 +13,7 @@ import json
 import yaml
 
 from tests.e2e.expected import STREAMS
-from tests.e2e.pipeline import ROOT, Meltano, read_jsonl
+from tests.e2e.pipeline import ROOT, Meltano, jsonl_env, read_jsonl
 from tests.sandbox import TEST_TOKEN
 
 HUB_FILE = ROOT / "hub" / "tap-custobar.yml"
@@ -57,8 +57,7 @@ def test_new_project_adds_the_tap_from_the_hub_file(meltano_installed, sandbox, 
     env = {
         "TAP_CUSTOBAR_BASE_URL": sandbox.url,
         "TAP_CUSTOBAR_API_TOKEN": TEST_TOKEN,
-        "TARGET_JSONL_DESTINATION_PATH": str(out),
-        "TARGET_JSONL_DO_TIMESTAMP_FILE": "false",
+        **jsonl_env(out),
     }
     printed = json.loads(meltano.ok("config", "print", "tap-custobar", env=env).stdout)
     assert printed["api_token"].strip("*") == ""  # sensitive: masked

@@ -22,7 +22,14 @@ import yaml
 from psycopg import sql
 
 from tests.e2e.expected import instant
-from tests.e2e.pipeline import ROOT, clean_env, effective_params, read_jsonl, redact
+from tests.e2e.pipeline import (
+    ROOT,
+    clean_env,
+    effective_params,
+    jsonl_env,
+    read_jsonl,
+    redact,
+)
 from tests.readme_blocks import example
 from tests.sandbox import TEST_TOKEN
 
@@ -200,8 +207,7 @@ def test_parallel_jobs_example_runs_two_jobs_at_once(meltano, sandbox, tmp_path)
     env = {
         "TAP_CUSTOBAR_BASE_URL": sandbox.url,
         "TAP_CUSTOBAR_API_TOKEN": TEST_TOKEN,
-        "TARGET_JSONL_DESTINATION_PATH": str(out),
-        "TARGET_JSONL_DO_TIMESTAMP_FILE": "false",
+        **jsonl_env(out),
     }
     body = substituted(example("parallel-jobs"), sandbox, **{"target-postgres": "target-jsonl"})
     ok(run_block(body, project, env))
