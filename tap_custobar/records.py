@@ -70,13 +70,6 @@ class RecordProcessor:
         schema = stream.effective_schema
         properties = schema.get("properties", {})
         known = None if schema.get("additionalProperties") else frozenset(properties)
-        closed_because = (
-            "discover_custom_fields is off"
-            if not stream.config.get("discover_custom_fields", True)
-            else None
-            if all(stream.mask.values())
-            else "the stream's selection is narrowed"
-        )
         custom = fields_to_conform(properties, builtin.get("properties", {}))
         return cls(
             stream.name,
@@ -89,7 +82,7 @@ class RecordProcessor:
             replication_key=stream.replication_key,
             api_timezone=api_timezone,
             conformer=FieldConformer(custom, zone=api_timezone),
-            growth=None if known is None else SchemaGrowth(closed_because),
+            growth=None if known is None else SchemaGrowth(why_fields_may_not_join(stream)),
             on_new_fields=on_new_fields,
         )
 
@@ -201,3 +194,12 @@ class RecordProcessor:
                 self._skipped,
                 "; ".join(self._skipped_positions),
             )
+
+
+def why_fields_may_not_join(stream: Stream) -> str | None:
+    """Why fields that appear after discovery may not join the stream; None when they may."""
+    if not stream.config.get("discover_custom_fields", True):
+        return "discover_custom_fields is off"
+    if not all(stream.mask.values()):
+        return "the stream's selection is narrowed"
+    return None
