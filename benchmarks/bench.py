@@ -45,6 +45,15 @@ RECORD_LINE = b'\n{"type":"RECORD"'  # the tap and the raw client write compact 
 MB = 1024 * 1024
 
 
+def process_cpu_seconds(pid: int, *, children: bool) -> float:
+    """User + system CPU seconds of a live process (plus its reaped children's, if asked)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 class SandboxProcess:
     """``python -m tests.sandbox`` as a child process, serving data set ``sizes``."""
 
@@ -72,8 +81,7 @@ class SandboxProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds the server process has used so far (all its threads)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.proc.pid, children=False)
 
     def requests(self, *, clear: bool = False) -> list[dict[str, Any]]:
         if clear:

@@ -33,14 +33,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -50,13 +48,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from benchmarks.bench import SandboxProcess, process_cpu_seconds
 from tests.e2e.postgres import PostgresCluster, create_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 TAP = ROOT / ".meltano" / "extractors" / "tap-custobar" / "venv" / "bin" / "tap-custobar"
 TARGET = ROOT / ".meltano" / "loaders" / "target-postgres" / "venv" / "bin" / "target-postgres"
 MELTANO = ROOT / ".meltano-venv" / "bin" / "meltano"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PRODUCTS = 20  # sales and events refer to products; the sandbox needs a few
 # Settings from the developer's shell must not reach the children.
 FOREIGN_ENV_PREFIXES = ("TAP_CUSTOBAR_", "TARGET_POSTGRES_", "MELTANO_")
@@ -125,72 +123,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     }
     env.update({"NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}, **extra)
     return env
-
-
-class Sandbox:
-    """``python -m tests.sandbox`` as a child process serving N customers."""
-
-    def __init__(self, customers: int, workdir: Path) -> None:
-        self.customers = customers
-        self.stderr_path = workdir / "sandbox.stderr"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = ""
-        self.token = ""
-
-    def start(self, timeout: float = 900) -> None:
-        command = [
-            sys.executable, "-m", "tests.sandbox", "--port", "0",
-            "--customers", str(self.customers), "--products", str(PRODUCTS),
-            "--sales", "0", "--events-per-type", "0",
-        ]  # fmt: skip
-        with open(self.stderr_path, "wb") as stderr:
-            self.proc = subprocess.Popen(
-                command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr
-            )
-        lines: queue.Queue[str] = queue.Queue()
-        stdout = self.proc.stdout
-        assert stdout is not None
-        threading.Thread(target=_pump_lines, args=(stdout, lines), daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while not (self.url and self.token):
-            try:
-                line = lines.get(timeout=0.5)
-            except queue.Empty:
-                line = ""
-            if line.startswith("SANDBOX_URL="):
-                self.url = line.partition("=")[2]
-            elif line.startswith("SANDBOX_TOKEN="):
-                self.token = line.partition("=")[2]
-            elif self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the sandbox did not start:\n{self.stderr_path.read_text()}")
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    def cpu_seconds(self) -> float:
-        assert self.proc is not None
-        return process_cpu_seconds(self.proc.pid, children=False)
-
-
-def _pump_lines(pipe: Any, lines: queue.Queue[str]) -> None:
-    for line in pipe:
-        lines.put(line.decode().strip())
-
-
-def process_cpu_seconds(pid: int, *, children: bool) -> float:
-    """User + system CPU seconds of a live process (plus its reaped children's, if asked)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime
-    if children:
-        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
-    return ticks / CLOCK_TICKS
 
 
 def server_cpu_seconds(cluster: PostgresCluster) -> float:
@@ -274,7 +206,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args = args
         self.workdir = workdir
-        self.sandbox = Sandbox(args.customers, workdir)
+        self.sandbox: SandboxProcess  # started by run()
         self.cluster: PostgresCluster | None = None
         self.singer_file = workdir / "tap-output.singer"
         self.batch_root = workdir / "batches"
@@ -412,7 +344,8 @@ class Bench:
 
     def run(self) -> list[Measure]:
         progress(f"starting the sandbox with {self.args.customers} customers")
-        self.sandbox.start()
+        sizes = {"customers": self.args.customers, "products": PRODUCTS, "sales": 0}
+        self.sandbox = SandboxProcess({**sizes, "events_per_type": 0}, timeout=900)
         self.cluster = create_cluster()
         try:
             self.cluster.start()
