@@ -17,11 +17,10 @@ from decimal import Decimal
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.rows import dict_row
 
-from tests.e2e.expected import PRIMARY_KEYS, expected_records, key_of, same_value
+from tests.e2e.expected import PRIMARY_KEYS, expected_records, same_value
 from tests.e2e.pipeline import postgres_env, tap_env
+from tests.e2e.test_postgres import read_table
 from tests.expected import by_rule_2
 from tests.sandbox import TEST_TOKEN, Sandbox, generate_dataset
 
@@ -100,22 +99,6 @@ def flatten(record: dict, schema: dict, depth: int, prefix: str = "") -> dict:
     return columns
 
 
-def read_rows(pg: psycopg.Connection, schema: str, table: str) -> tuple[dict[str, str], list[dict]]:
-    columns = dict(
-        pg.execute(
-            "SELECT column_name, data_type FROM information_schema.columns"
-            " WHERE table_schema = %s AND table_name = %s",
-            (schema, table),
-        ).fetchall()
-    )
-    assert columns, f"no table {schema}.{table}"
-    with pg.cursor(row_factory=dict_row) as cursor:
-        rows = cursor.execute(
-            sql.SQL("SELECT * FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-        ).fetchall()
-    return columns, rows
-
-
 def check_loaded(
     pg: psycopg.Connection,
     schema: str,
@@ -126,12 +109,13 @@ def check_loaded(
     flattening_depth: int | None = None,
 ) -> dict[str, str]:
     """Every sandbox record loaded once, every field equal to the sandbox's by rule 2."""
-    columns, rows = read_rows(pg, schema, stream)
-    keys = [key_of(stream, row) for row in rows]
-    assert len(keys) == len(set(keys)), f"{stream}: duplicate keys"
+    table = read_table(pg, schema, stream)
+    assert not table.duplicates, f"{stream}: duplicate keys"
     expected = expected_records(stream, sandbox_records)
-    assert set(keys) == set(expected), f"{stream}: {len(rows)} rows for {len(expected)} records"
-    by_key = dict(zip(keys, rows, strict=True))
+    by_key = table.by_key
+    assert set(by_key) == set(expected), (
+        f"{stream}: {len(table.rows)} rows for {len(expected)} records"
+    )
     problems = []
     for key, record in expected.items():
         conformed = {n: by_rule_2(v, declared.get(n, {})) for n, v in record.items()}
@@ -142,7 +126,7 @@ def check_loaded(
             if name not in PRIMARY_KEYS[stream] and not loaded_equal(value, row.get(name)):
                 problems.append(f"{stream} {key} {name}: want {value!r}, loaded {row.get(name)!r}")
     assert not problems, "\n".join(problems[:15])
-    return columns
+    return table.columns
 
 
 def declared_properties(catalog: dict, stream: str) -> dict:
@@ -229,7 +213,7 @@ def test_a_new_field_reaches_postgres_without_rediscovery(
         declared = {**declared_properties(catalog, stream), NEW_FIELD: {"type": ["number", "null"]}}
         columns = check_loaded(pg, pg_schema, stream, served(tricky, stream), declared)
         assert NEW_FIELD in columns, stream
-    _, rows = read_rows(pg, pg_schema, "customers")
+    rows = read_table(pg, pg_schema, "customers").rows
     assert sorted(float(r[NEW_FIELD]) for r in rows if r[NEW_FIELD] is not None) == [3.5, 24.5]
 
 
@@ -244,9 +228,9 @@ def test_a_narrowed_selection_does_not_load_a_new_field_and_names_it(
     env = {**env, "TAP_CUSTOBAR__CATALOG": str(path), **postgres_env(postgres, pg_schema)}
     result = meltano.run_pipeline("target-postgres", env=env, state_suffix=state_suffix)
     for stream in ("customers", "events"):
-        columns, rows = read_rows(pg, pg_schema, stream)
-        assert NEW_FIELD not in columns
-        assert len(rows) == len(expected_records(stream, served(tricky, stream)))
+        table = read_table(pg, pg_schema, stream)
+        assert NEW_FIELD not in table.columns
+        assert len(table.rows) == len(expected_records(stream, served(tricky, stream)))
     # Customers requests name the selected fields (Custobar never sends the new one); events
     # requests are never narrowed, so the tap sees it, drops it and says so once.
     warnings = [line for line in result.output.splitlines() if "not in the catalog" in line]
