@@ -56,14 +56,19 @@ class FieldSearch:
     records: int = 0
     found_by_lookup: dict[str, int] = field(default_factory=dict)  # field -> look-up request no.
     lookups: int = 0
+    seen: set[str] = field(default_factory=set)  # fields some sample gave a value
+
+    def add_samples(self, records: Iterable[dict]) -> None:
+        for record in records:
+            self.samples.append(record)
+            self.seen.update(key for key, value in record.items() if value is not None)
 
     def unseen(self, builtin: t.Collection[str]) -> list[str]:
         """Header fields (not built-in) that no record read so far gave a value."""
-        seen = {
-            key for record in self.samples for key, value in record.items() if value is not None
-        }
         return [
-            name for name in dict.fromkeys(self.names) if name not in builtin and name not in seen
+            name
+            for name in dict.fromkeys(self.names)
+            if name not in builtin and name not in self.seen
         ]
 
 
@@ -110,7 +115,7 @@ def read_sample(
         )
     search.requests += 1
     records = next(stream.fetch_pages({**base, "limit": page_size}))
-    search.samples.extend(records)
+    search.add_samples(records)
     search.records += len(records)
     return len(records)
 
@@ -136,7 +141,7 @@ def look_up(
             spent += len(records)
             search.records += len(records)
             holding = [r for r in records if any(r.get(name) is not None for name in wanted)]
-            search.samples.extend(holding)
+            search.add_samples(holding)
             for record in holding:
                 for name in list(wanted):
                     if record.get(name) is not None:
