@@ -196,10 +196,15 @@ class RecordProcessor:
             )
 
 
-def why_fields_may_not_join(stream: Stream) -> str | None:
-    """Why fields that appear after discovery may not join the stream; None when they may."""
+def why_fields_may_not_join(stream: Stream) -> tuple[str, str] | None:
+    """Why fields that appear after discovery may not join the stream, and what lets them;
+    None when they may."""
     if not stream.config.get("discover_custom_fields", True):
-        return "discover_custom_fields is off"
+        return "discover_custom_fields is off", "turn discover_custom_fields on"
     if not all(stream.mask.values()):
-        return "the stream's selection is narrowed"
+        return (
+            "the stream's selection is narrowed",
+            f"select them (or `{stream.name}.*`) and refresh the catalog (meltano: "
+            "--refresh-catalog)",
+        )
     return None

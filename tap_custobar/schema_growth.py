@@ -21,28 +21,24 @@ class SchemaGrowth:
     """Decides, page by page, which unknown fields join a stream's schema (the record
     processing asks with a page's unknown fields, before its records)."""
 
-    closed_because: str | None  # why new fields may not join, e.g. a narrowed selection
+    # Why new fields may not join (e.g. a narrowed selection) and what lets them; None: they may.
+    closed: tuple[str, str] | None
     unlisted: list[str] = field(default_factory=list)  # seen, not emitted (narrowed selection)
 
     def new_fields(self, page: list[dict], unknown: set[str]) -> dict[str, dict[str, t.Any]]:
         """The rule-1 schemas of a page's unknown fields, if they may join the stream; else
         they are only remembered for the warning (and the record path drops them)."""
         names = sorted(unknown)
-        if self.closed_because is not None:
+        if self.closed is not None:
             self.unlisted.extend(name for name in names if name not in self.unlisted)
             return {}
         return {name: infer_type(record.get(name) for record in page) for name in names}
 
     def warning(self, stream: str) -> str | None:
-        if not self.unlisted or self.closed_because is None:
+        if not self.unlisted or self.closed is None:
             return None
+        why, remedy = self.closed
         return (
             f"{stream}: field(s) {', '.join(self.unlisted)} are in the data but not in the "
-            f"catalog, and {self.closed_because}, so they were not emitted; to load them, "
-            + (
-                "turn discover_custom_fields on"
-                if self.closed_because.startswith("discover_custom_fields")
-                else f"select them (or `{stream}.*`) and refresh the catalog (meltano: "
-                "--refresh-catalog)"
-            )
+            f"catalog, and {why}, so they were not emitted; to load them, {remedy}"
         )
